@@ -1,0 +1,250 @@
+"""The `meddiff` command: one subcommand per workflow rule. Thin by design: parse, call one function.
+
+Every subcommand takes ``--config`` (a YAML file validated against the schema; the workflow passes
+``results/<run>/config.resolved.yaml``). Errors on bad input print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from meddiff.errors import MeddiffError
+
+log = logging.getLogger("meddiff")
+
+
+def _config(args):
+    from meddiff.config import load_config
+
+    return load_config(args.config)
+
+
+def cmd_fetch(args) -> None:
+    from meddiff.data.fetch import fetch_and_index
+    from meddiff.data.registry import load_registry
+
+    cfg = _config(args)
+    registry = load_registry(cfg.data.registry)
+    if args.dataset not in registry:
+        raise MeddiffError(f"{args.dataset!r} is not in the registry {cfg.data.registry}; known: {sorted(registry)}")
+    fetch_and_index(
+        registry[args.dataset], Path(cfg.data.root), Path(args.index), phantom=cfg.data.phantom, seed=cfg.seed
+    )
+
+
+def cmd_masks(args) -> None:
+    from meddiff.data.masks import make_anatomy_mask
+
+    make_anatomy_mask(Path(args.image), Path(args.out), _config(args).masks)
+
+
+def cmd_preprocess(args) -> None:
+    from meddiff.data.preprocess import preprocess_case
+    from meddiff.data.registry import load_registry
+
+    cfg = _config(args)
+    spec = load_registry(cfg.data.registry)[args.dataset]
+    preprocess_case(
+        Path(args.image),
+        Path(args.mask),
+        Path(args.out),
+        case=args.case,
+        dataset=args.dataset,
+        regions=list(spec.regions),
+        cfg=cfg.preprocess,
+        lesion_path=Path(args.lesion) if args.lesion else None,
+    )
+
+
+def cmd_list_caches(args) -> None:
+    from meddiff.atomic import write_text
+
+    write_text(args.out, "".join(f"{p}\n" for p in args.caches))
+
+
+def cmd_manifest(args) -> None:
+    from meddiff.data.manifest import build_manifest, write_manifest
+
+    cfg = _config(args)
+    case_dirs = [Path(line) for done in args.done for line in Path(done).read_text().split()]
+    write_manifest(build_manifest(case_dirs, cfg.preprocess.split, cfg.seed), Path(args.out))
+
+
+def _device(cfg) -> str:
+    if cfg.device != "auto":
+        return cfg.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cmd_train(args) -> None:
+    from meddiff.diffusion.training import train
+
+    cfg = _config(args)
+    out = Path(args.out)
+    if out.name != "model":
+        raise MeddiffError(f"{out}: the model folder must be named 'model' (its parent keeps checkpoints and logs)")
+    train(
+        Path(args.manifest),
+        out.parent,
+        model=cfg.model,
+        diffusion=cfg.diffusion,
+        training=cfg.training,
+        variant=cfg.variant(args.variant),
+        seed=cfg.seed,
+        device=_device(cfg),
+    )
+
+
+def cmd_synthesize(args) -> None:
+    from meddiff.tasks.synthesis import synthesize_case
+
+    cfg = _config(args)
+    synthesize_case(
+        Path(args.model),
+        Path(args.case_dir),
+        args.region,
+        Path(args.out),
+        sampling=cfg.sampling,
+        seed=cfg.seed,
+        device=_device(cfg),
+        unconditional=args.mode == "unconditional",
+    )
+
+
+def cmd_evaluate_synthesis(args) -> None:
+    from meddiff.tasks.synthesis_evaluation import evaluate_synthesis
+
+    cfg = _config(args)
+    evaluate_synthesis(
+        Path(args.manifest), Path(args.synthetic), Path(args.out), Path(args.features), cfg, _device(cfg)
+    )
+
+
+def cmd_report_synthesis(args) -> None:
+    from meddiff.reporting.synthesis_report import report_synthesis
+
+    cfg = _config(args)
+    report_synthesis(Path(args.results), cfg, Path(args.config), _device(cfg))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meddiff",
+        description="MedDiff-FM workflow steps. Normally run by Snakemake (see README.md); each subcommand "
+        "is one rule and can be run by hand for debugging.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help_text, *arguments, needs_config=True):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        for args, kwargs in arguments:
+            p.add_argument(*args, **kwargs)
+        if needs_config:
+            p.add_argument("--config", required=True, help="config YAML (validated against the schema)")
+        p.set_defaults(func=func)
+        return p
+
+    add(
+        "fetch",
+        cmd_fetch,
+        "Get a registry dataset (generate, download + verify + extract, or check a manual placement) "
+        "and write its case index TSV.",
+        (("dataset",), {"help": "registry name, e.g. phantom, btcv"}),
+        (("index",), {"help": "output case index (TSV)"}),
+    )
+    add(
+        "masks",
+        cmd_masks,
+        "Anatomy mask in the 118-class label space (TotalSegmentator 117 + body) of one CT.",
+        (("image",), {"help": "CT image (NIfTI/NRRD file or DICOM series folder)"}),
+        (("out",), {"help": "output label map (.nii.gz)"}),
+    )
+    add(
+        "preprocess",
+        cmd_preprocess,
+        "Reorient, resample, split into regions, window and cache one case for training.",
+        (("image",), {"help": "CT image"}),
+        (("mask",), {"help": "anatomy mask from `meddiff masks`"}),
+        (("out",), {"help": "output cache folder of the case"}),
+        (("--dataset",), {"required": True, "help": "registry name of the case's dataset"}),
+        (("--case",), {"required": True, "help": "case id"}),
+        (("--lesion",), {"default": None, "help": "optional lesion mask of the case"}),
+    )
+    add(
+        "list-caches",
+        cmd_list_caches,
+        "Record the cache folders of a dataset (marks the dataset as preprocessed).",
+        (("out",), {"help": "output list"}),
+        (("caches",), {"nargs": "*", "help": "case cache folders"}),
+        needs_config=False,
+    )
+    add(
+        "manifest",
+        cmd_manifest,
+        "Manifest of all preprocessed crops with the deterministic train/val/test split (CSV + Markdown).",
+        (("out",), {"help": "output manifest.csv"}),
+        (("done",), {"nargs": "+", "help": "per-dataset cache lists from list-caches"}),
+    )
+    add(
+        "train",
+        cmd_train,
+        "Pre-train one model variant (resumes from <out>/../last after an interruption).",
+        (("variant",), {"help": "variant name from the config's variants list"}),
+        (("manifest",), {"help": "manifest.csv from `meddiff manifest`"}),
+        (("out",), {"help": "output model folder (…/<variant>/model)"}),
+    )
+    add(
+        "synthesize",
+        cmd_synthesize,
+        "Synthesise one test crop at its own size from its region and anatomy (sliding-window sampling).",
+        (("model",), {"help": "trained model folder"}),
+        (("case_dir",), {"help": "the case's cache folder"}),
+        (("region",), {"choices": ["han", "chest", "abdomen"]}),
+        (("out",), {"help": "output NIfTI in HU with the crop's geometry"}),
+        (("--mode",), {"choices": ["conditional", "unconditional"], "default": "conditional",
+                       "help": "unconditional: anatomy replaced by the null label"}),
+    )
+    add(
+        "evaluate-synthesis",
+        cmd_evaluate_synthesis,
+        "Metrics of every synthesised test crop (MS-SSIM, LPIPS-style, HU histogram, Dice) + features for FID/MMD.",
+        (("manifest",), {"help": "manifest.csv"}),
+        (("synthetic",), {"help": "folder of synthetic volumes (<dataset>/<region>/<case>.nii.gz)"}),
+        (("out",), {"help": "per-case metrics CSV"}),
+        (("features",), {"help": "features .npz"}),
+    )
+    add(
+        "report-synthesis",
+        cmd_report_synthesis,
+        "Tables 3 and 4, the training summary and Figure 5 from the synthesis evaluations.",
+        (("results",), {"help": "results/<run> folder"}),
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.func(args)
+    except MeddiffError as err:
+        print(f"meddiff {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"meddiff {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

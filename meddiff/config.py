@@ -1,0 +1,243 @@
+"""Typed configuration.
+
+The YAML is validated once against ``workflow/schemas/config.schema.yaml`` (which holds every default and
+rejects unknown keys) and then handed down as the frozen dataclasses below. Library code receives the
+small section it needs (e.g. a :class:`PreprocessConfig`), never the YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from meddiff.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    cases_per_region: dict[str, int]
+    lesion_fraction: float
+    spacing_jitter: bool
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str
+    registry: str
+    datasets: list[str]
+    task_datasets: list[str]
+    phantom: PhantomConfig
+
+
+@dataclass(frozen=True)
+class MasksConfig:
+    backend: str
+    body_threshold_hu: float
+    fast: bool
+
+
+@dataclass(frozen=True)
+class Window:
+    level: float
+    width: float
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self.level - self.width / 2, self.level + self.width / 2
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    train: float
+    val: float
+    test: float
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    spacing_mm: tuple[float, float, float]
+    image_interpolation: str
+    windows: dict[str, Window]
+    min_region_extent_mm: float
+    split: SplitConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    patch_size: tuple[int, int, int]
+    channels: tuple[int, ...]
+    attention_levels: tuple[bool, ...]
+    num_res_blocks: int
+    num_head_channels: int
+    norm_num_groups: int
+    anatomy_embedding_dim: int
+    position_frequencies: int
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    num_train_timesteps: int
+    schedule: str
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    steps: int
+    lr: float
+    batch_size: int
+    grad_accumulation: int
+    level_probabilities: tuple[float, float, float]
+    ema_decay: float
+    condition_dropout: float
+    checkpoint_every: int
+    log_every: int
+    precision: str
+    num_workers: int
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    sampler: str
+    steps: int
+    overlap: float
+    patch_batch_size: int
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained model: a row of the Table 3 ablation."""
+
+    name: str
+    label: str
+    multilevel: bool
+    position: str  # "none" | "coords" | "embedding"
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    synthesis_cases: int
+    medicalnet_weights: str | None
+    maisi_output: str | None
+
+
+@dataclass(frozen=True)
+class DenoisingConfig:
+    dataset: str
+    dose_fraction: float
+    incident_photons: float
+    sigma_n: float | None
+    lam: float
+    steps: int
+    window: tuple[float, float]
+    cases: int
+
+
+@dataclass(frozen=True)
+class AnomalyConfig:
+    dataset: str
+    timestep: int
+    organ: str
+    smoothing_sigma_mm: float
+    threshold: float
+    cases: int
+
+
+@dataclass(frozen=True)
+class Config:
+    run: str
+    seed: int
+    device: str
+    data: DataConfig
+    masks: MasksConfig
+    preprocess: PreprocessConfig
+    model: ModelConfig
+    diffusion: DiffusionConfig
+    training: TrainingConfig
+    sampling: SamplingConfig
+    variants: list[Variant]
+    evaluation: EvaluationConfig
+    denoising: DenoisingConfig
+    anomaly: AnomalyConfig
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise ConfigError(f"unknown variant {name!r}; the config defines {[v.name for v in self.variants]}")
+
+
+def _build(tp, value, where: str):
+    """Turn validated plain YAML data into the annotated type ``tp``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        return tp(**{f.name: _build(hints[f.name], value[f.name], f"{where}.{f.name}") for f in dataclasses.fields(tp)})
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _build(args[0], value, where)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return [_build(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        args = typing.get_args(tp)
+        item = args[0]
+        return tuple(_build(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        _, item = typing.get_args(tp)
+        return {k: _build(item, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        return float(value)
+    return value
+
+
+def validate(raw: dict) -> dict:
+    """Validate ``raw`` against the schema, filling defaults in place (same call the Snakefile makes)."""
+    from snakemake.utils import validate as snakemake_validate
+    from snakemake.exceptions import WorkflowError
+
+    try:
+        snakemake_validate(raw, str(SCHEMA_PATH), set_default=True)
+    except WorkflowError as err:
+        raise ConfigError(f"invalid configuration: {err}") from None
+    return raw
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Validate a config mapping and return the typed :class:`Config`."""
+    raw = validate(dict(raw))
+    names = [v["name"] for v in raw["variants"]]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"variant names must be unique, got {names}")
+    split = raw["preprocess"]["split"]
+    if abs(sum(split.values()) - 1.0) > 1e-6:
+        raise ConfigError(f"preprocess.split fractions must sum to 1, got {split}")
+    if sum(raw["training"]["level_probabilities"]) <= 0:
+        raise ConfigError("training.level_probabilities must not all be zero")
+    model = raw["model"]
+    if len(model["channels"]) != len(model["attention_levels"]):
+        raise ConfigError("model.channels and model.attention_levels must have the same length")
+    return _build(Config, raw, "config")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and type a YAML config file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        return config_from_dict(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

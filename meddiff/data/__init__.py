@@ -1,0 +1,1 @@
+"""Data layer: dataset registry, download, image I/O, the embedded phantom cohort, masks, preprocessing."""

@@ -1,0 +1,110 @@
+# Paths, input functions and wildcard constraints: the only place paths are built.
+import yaml
+
+from meddiff.config import config_from_dict
+from meddiff.data.fetch import read_case_index
+from meddiff.data.registry import load_registry
+
+CFG = config_from_dict(config)
+RUN = CFG.run
+R = f"results/{RUN}"
+REGISTRY = load_registry(CFG.data.registry)
+PRETRAIN = CFG.data.datasets
+ALL_DATASETS = list(dict.fromkeys(PRETRAIN + CFG.data.task_datasets))
+
+# The validated config (defaults filled, --config overrides applied) is what every `meddiff` command
+# reads; it is rewritten only when its content changes. Rules also list the sections they depend on
+# under params:, so that a config change reruns exactly the affected jobs.
+RESOLVED = f"{R}/config.resolved.yaml"
+
+
+def _write_resolved_config():
+    from meddiff.atomic import write_text
+
+    text = yaml.safe_dump(dict(config), sort_keys=False)
+    try:
+        if open(RESOLVED).read() == text:
+            return
+    except FileNotFoundError:
+        pass
+    write_text(RESOLVED, text)
+
+
+_write_resolved_config()
+
+
+wildcard_constraints:
+    dataset="|".join(ALL_DATASETS),
+    case=r"[A-Za-z0-9_.-]+",
+
+
+def dataset_cases(dataset):
+    """Cases of a dataset, known once its fetch checkpoint has run."""
+    index = checkpoints.fetch.get(dataset=dataset).output.index
+    return {c.case: c for c in read_case_index(index)}
+
+
+def raw_image(wildcards):
+    return str(dataset_cases(wildcards.dataset)[wildcards.case].image)
+
+
+def raw_lesion(wildcards):
+    lesion = dataset_cases(wildcards.dataset)[wildcards.case].lesion
+    return [str(lesion)] if lesion else []
+
+
+def dataset_regions(dataset):
+    return REGISTRY[dataset].regions
+
+
+def case_caches(wildcards):
+    return [f"{R}/cache/{wildcards.dataset}/{case}" for case in dataset_cases(wildcards.dataset)]
+
+
+def preprocessed_datasets():
+    """Datasets that go through masks and preprocessing (2D PNG stacks do not)."""
+    return [d for d in ALL_DATASETS if REGISTRY[d].format != "png_stack"]
+
+
+def all_targets():
+    targets = [f"{R}/datasets/{d}.tsv" for d in ALL_DATASETS]
+    targets += [f"{R}/cache/{d}.done" for d in preprocessed_datasets()]
+    targets += [f"{R}/tables/table{n}.md" for n in (3, 4, 5, 6)]
+    return targets
+
+
+wildcard_constraints:
+    variant="|".join(v.name for v in CFG.variants),
+    region="han|chest|abdomen",
+    mode="conditional|unconditional",
+
+
+# The last variant is the full MedDiff-FM: the model the downstream tasks use.
+FOUNDATION = CFG.variants[-1].name
+# Table 4's DDPM row is the patch-level baseline (the paper's Tables 3 and 4 share those numbers).
+BASELINE = CFG.variants[0].name
+
+
+def test_crops():
+    """(case_dir, case, region) of the test split, known once the manifest checkpoint has run."""
+    import pandas as pd
+
+    manifest = pd.read_csv(checkpoints.manifest.get().output.manifest)
+    rows = manifest[manifest["split"] == "test"].sort_values(["dataset", "case", "region"])
+    if CFG.evaluation.synthesis_cases:
+        rows = rows.head(CFG.evaluation.synthesis_cases)
+    return list(rows[["dataset", "case", "region"]].itertuples(index=False, name=None))
+
+
+def synthetic_volumes(wildcards):
+    return [
+        f"{R}/synthesis/{wildcards.variant}/{wildcards.mode}/{dataset}/{region}/{case}.nii.gz"
+        for dataset, case, region in test_crops()
+    ]
+
+
+def synthesis_evaluations():
+    evaluations = [f"{R}/evaluation/synthesis/{v.name}_conditional.csv" for v in CFG.variants]
+    if CFG.training.condition_dropout > 0:
+        evaluations.append(f"{R}/evaluation/synthesis/{FOUNDATION}_unconditional.csv")
+    return evaluations
