@@ -108,6 +108,7 @@ class SamplingConfig:
     steps: int
     overlap: float
     patch_batch_size: int
+    blend: str
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,8 @@ class DenoisingConfig:
     steps: int
     window: tuple[float, float]
     cases: int
+    zeta: float
+    test_patients: list[str]
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ class AnomalyConfig:
     smoothing_sigma_mm: float
     threshold: float
     cases: int
+    slices_per_volume: int
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def class_index() -> dict[str, int]:
 def indices(*names_or_prefixes: str) -> list[int]:
     """Indices of classes whose name equals, or starts with ``prefix_`` for, any argument.
 
-    ``indices("kidney")`` gives kidney_left and kidney_right; ``indices("rib")`` all ribs.
+    ``indices("kidney")`` gives kidney_left, kidney_right and both kidney cysts; ``indices("rib")`` all ribs.
     """
     out = []
     for idx, name in class_names().items():
@@ -57,7 +57,7 @@ DICE_ORGANS: dict[str, dict[str, tuple[str, ...]]] = {
     "chest": {"lung": ("lung",), "heart": ("heart",), "aorta": ("aorta",)},
     "abdomen": {
         "spleen": ("spleen",),
-        "kidney": ("kidney",),
+        "kidney": ("kidney_left", "kidney_right"),  # not the cysts (kidney_cyst_*)
         "gallbladder": ("gallbladder",),
         "liver": ("liver",),
         "stomach": ("stomach",),

@@ -19,7 +19,8 @@ BIN = Path(sys.executable).parent
 def snakemake(*args, cwd=ROOT, check=True, timeout=1800):
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     proc = subprocess.run(
-        [str(BIN / "snakemake"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [str(BIN / "snakemake"), *args], cwd=cwd, env=env, capture_output=True, text=True, encoding="utf-8",
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}")
@@ -57,7 +58,7 @@ def test_lint_is_clean():
 
 def test_snakefmt_is_clean():
     proc = subprocess.run([str(BIN / "snakefmt"), "--check", "Snakefile", "workflow/rules"], cwd=ROOT,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, encoding="utf-8")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -88,7 +89,7 @@ def tiny_config(tmp_path: Path) -> Path:
     cfg["training"].update(steps=6, checkpoint_every=3, log_every=2)
     cfg["sampling"].update(steps=3)
     cfg["variants"] = cfg["variants"][:1] + cfg["variants"][-1:]
-    cfg["evaluation"]["synthesis_cases"] = 2
+    cfg["evaluation"]["synthesis_cases"] = 1
     cfg["denoising"].update(steps=3, cases=1)
     cfg["anomaly"].update(cases=2)
     path = tmp_path / "tiny.yaml"

@@ -1,8 +1,11 @@
 # Paths, input functions and wildcard constraints: the only place paths are built.
+from pathlib import Path
+
 import yaml
 
 from meddiff.config import config_from_dict
 from meddiff.data.fetch import read_case_index
+from meddiff.data.manifest import evaluation_crops, read_manifest
 from meddiff.data.registry import load_registry
 
 CFG = config_from_dict(config)
@@ -38,6 +41,11 @@ wildcard_constraints:
     case=r"[A-Za-z0-9_.-]+",
 
 
+def results_folder(output):
+    """results/<run> of a report rule, from its first output (results/<run>/tables/<file>)."""
+    return str(Path(output[0]).parent.parent)
+
+
 def dataset_cases(dataset):
     """Cases of a dataset, known once its fetch checkpoint has run."""
     index = checkpoints.fetch.get(dataset=dataset).output.index
@@ -53,12 +61,19 @@ def raw_lesion(wildcards):
     return [str(lesion)] if lesion else []
 
 
-def dataset_regions(dataset):
-    return REGISTRY[dataset].regions
+def case_regions(wildcards):
+    """`--region` options of a case: its own region when the dataset mixes regions, else the dataset's."""
+    own = dataset_cases(wildcards.dataset)[wildcards.case].region
+    return " ".join(
+        f"--region {r}" for r in ([own] if own else REGISTRY[wildcards.dataset].regions)
+    )
 
 
 def case_caches(wildcards):
-    return [f"{R}/cache/{wildcards.dataset}/{case}" for case in dataset_cases(wildcards.dataset)]
+    return [
+        f"{R}/cache/{wildcards.dataset}/{case}"
+        for case in dataset_cases(wildcards.dataset)
+    ]
 
 
 def preprocessed_datasets():
@@ -86,13 +101,9 @@ BASELINE = CFG.variants[0].name
 
 
 def test_crops():
-    """(case_dir, case, region) of the test split, known once the manifest checkpoint has run."""
-    import pandas as pd
-
-    manifest = pd.read_csv(checkpoints.manifest.get().output.manifest)
-    rows = manifest[manifest["split"] == "test"].sort_values(["dataset", "case", "region"])
-    if CFG.evaluation.synthesis_cases:
-        rows = rows.head(CFG.evaluation.synthesis_cases)
+    """(dataset, case, region) of the evaluated test crops, known once the manifest checkpoint has run."""
+    manifest = read_manifest(checkpoints.manifest.get().output.manifest)
+    rows = evaluation_crops(manifest, CFG.evaluation.synthesis_cases)
     return list(rows[["dataset", "case", "region"]].itertuples(index=False, name=None))
 
 
@@ -104,7 +115,9 @@ def synthetic_volumes(wildcards):
 
 
 def synthesis_evaluations():
-    evaluations = [f"{R}/evaluation/synthesis/{v.name}_conditional.csv" for v in CFG.variants]
+    evaluations = [
+        f"{R}/evaluation/synthesis/{v.name}_conditional.csv" for v in CFG.variants
+    ]
     if CFG.training.condition_dropout > 0:
         evaluations.append(f"{R}/evaluation/synthesis/{FOUNDATION}_unconditional.csv")
     return evaluations

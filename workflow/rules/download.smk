@@ -1,13 +1,15 @@
 checkpoint fetch:
     output:
         index=f"{R}/datasets/{{dataset}}.tsv",
-    conda:
-        "../../envs/meddiff.yaml"
     log:
         f"{R}/logs/fetch/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/fetch/{{dataset}}.tsv"
+    conda:
+        "../../envs/meddiff.yaml"
+    threads: 2
     params:
+        config=RESOLVED,
         data=CFG.data,
     shell:
-        "meddiff fetch {wildcards.dataset} {output.index} --config {RESOLVED} > {log} 2>&1"
+        "meddiff fetch {wildcards.dataset} {output.index} --workers {threads} --config {params.config} > {log} 2>&1"

@@ -5,16 +5,17 @@ rule evaluate_synthesis:
     output:
         metrics=f"{R}/evaluation/synthesis/{{variant}}_{{mode}}.csv",
         features=f"{R}/evaluation/synthesis/{{variant}}_{{mode}}.features.npz",
-    conda:
-        "../../envs/meddiff.yaml"
     log:
         f"{R}/logs/evaluate_synthesis/{{variant}}_{{mode}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate_synthesis/{{variant}}_{{mode}}.tsv"
+    conda:
+        "../../envs/meddiff.yaml"
     params:
+        config=RESOLVED,
         evaluation=CFG.evaluation,
         masks=CFG.masks,
         folder=lambda w: f"{R}/synthesis/{w.variant}/{w.mode}",
     shell:
         "meddiff evaluate-synthesis {input.manifest} {params.folder} {output.metrics} {output.features}"
-        " --config {RESOLVED} > {log} 2>&1"
+        " --config {params.config} > {log} 2>&1"

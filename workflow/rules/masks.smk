@@ -3,15 +3,16 @@ rule masks:
         image=raw_image,
     output:
         mask=f"{R}/masks/{{dataset}}/{{case}}.nii.gz",
-    conda:
-        "../../envs/meddiff.yaml"
     log:
         f"{R}/logs/masks/{{dataset}}/{{case}}.log",
     benchmark:
         f"{R}/benchmarks/masks/{{dataset}}/{{case}}.tsv"
-    params:
-        masks=CFG.masks,
+    conda:
+        "../../envs/meddiff.yaml"
     resources:
         gpu=1 if CFG.masks.backend == "totalsegmentator" else 0,
+    params:
+        config=RESOLVED,
+        masks=CFG.masks,
     shell:
-        "meddiff masks {input.image} {output.mask} --config {RESOLVED} > {log} 2>&1"
+        "meddiff masks {input.image} {output.mask} --config {params.config} > {log} 2>&1"

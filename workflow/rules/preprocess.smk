@@ -5,19 +5,20 @@ rule preprocess:
         lesion=raw_lesion,
     output:
         cache=directory(f"{R}/cache/{{dataset}}/{{case}}"),
-    conda:
-        "../../envs/meddiff.yaml"
     log:
         f"{R}/logs/preprocess/{{dataset}}/{{case}}.log",
     benchmark:
         f"{R}/benchmarks/preprocess/{{dataset}}/{{case}}.tsv"
+    conda:
+        "../../envs/meddiff.yaml"
     params:
+        config=RESOLVED,
         preprocess=CFG.preprocess,
-        regions=lambda w: dataset_regions(w.dataset),
+        regions=case_regions,
         lesion=lambda w, input: f"--lesion {input.lesion}" if input.lesion else "",
     shell:
         "meddiff preprocess {input.image} {input.mask} {output.cache} --dataset {wildcards.dataset}"
-        " --case {wildcards.case} {params.lesion} --config {RESOLVED} > {log} 2>&1"
+        " --case {wildcards.case} {params.regions} {params.lesion} --config {params.config} > {log} 2>&1"
 
 
 rule dataset_done:
@@ -25,9 +26,9 @@ rule dataset_done:
         case_caches,
     output:
         done=f"{R}/cache/{{dataset}}.done",
-    conda:
-        "../../envs/meddiff.yaml"
     log:
         f"{R}/logs/preprocess/{{dataset}}.done.log",
+    conda:
+        "../../envs/meddiff.yaml"
     shell:
         "meddiff list-caches {output.done} {input} > {log} 2>&1"

@@ -3,15 +3,16 @@ checkpoint manifest:
         expand(f"{R}/cache/{{dataset}}.done", dataset=PRETRAIN),
     output:
         manifest=f"{R}/manifest.csv",
-    conda:
-        "../../envs/meddiff.yaml"
     log:
         f"{R}/logs/manifest.log",
+    conda:
+        "../../envs/meddiff.yaml"
     params:
+        config=RESOLVED,
         split=CFG.preprocess.split,
         seed=CFG.seed,
     shell:
-        "meddiff manifest {output.manifest} {input} --config {RESOLVED} > {log} 2>&1"
+        "meddiff manifest {output.manifest} {input} --config {params.config} > {log} 2>&1"
 
 
 # Resumable: the job keeps its last checkpoint in models/<variant>/last (not an output, so Snakemake
@@ -21,19 +22,20 @@ rule train:
         manifest=f"{R}/manifest.csv",
     output:
         model=directory(f"{R}/models/{{variant}}/model"),
-    conda:
-        "../../envs/meddiff.yaml"
     log:
         f"{R}/logs/train/{{variant}}.log",
     benchmark:
         f"{R}/benchmarks/train/{{variant}}.tsv"
+    conda:
+        "../../envs/meddiff.yaml"
+    resources:
+        gpu=1,
     params:
+        config=RESOLVED,
         variant=lambda w: CFG.variant(w.variant),
         model=CFG.model,
         diffusion=CFG.diffusion,
         training=CFG.training,
         seed=CFG.seed,
-    resources:
-        gpu=1,
     shell:
-        "meddiff train {wildcards.variant} {input.manifest} {output.model} --config {RESOLVED} > {log} 2>&1"
+        "meddiff train {wildcards.variant} {input.manifest} {output.model} --config {params.config} > {log} 2>&1"

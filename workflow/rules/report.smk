@@ -1,7 +1,9 @@
 rule synthesis_tables:
     input:
         evaluations=synthesis_evaluations(),
-        losses=expand(f"{R}/models/{{variant}}/model", variant=[v.name for v in CFG.variants]),
+        losses=expand(
+            f"{R}/models/{{variant}}/model", variant=[v.name for v in CFG.variants]
+        ),
     output:
         table3=f"{R}/tables/table3.csv",
         table3_md=f"{R}/tables/table3.md",
@@ -9,28 +11,33 @@ rule synthesis_tables:
         table4_md=f"{R}/tables/table4.md",
         figure=f"{R}/figures/figure5_synthesis.png",
         training=f"{R}/tables/training.csv",
-    conda:
-        "../../envs/meddiff.yaml"
     log:
         f"{R}/logs/report/synthesis_tables.log",
+    conda:
+        "../../envs/meddiff.yaml"
+    params:
+        config=RESOLVED,
+        results=lambda w, output: results_folder(output),
     shell:
-        "meddiff report-synthesis {R} --config {RESOLVED} > {log} 2>&1"
+        "meddiff report-synthesis {params.results} --config {params.config} > {log} 2>&1"
 
 
 rule denoising_table:
     input:
-        metrics=rules.denoise.output.metrics,
-        examples=rules.denoise.output.examples,
+        evaluation=rules.denoise.output.evaluation,
     output:
         table=f"{R}/tables/table5.csv",
         table_md=f"{R}/tables/table5.md",
         figure=f"{R}/figures/figure6_denoising.png",
-    conda:
-        "../../envs/meddiff.yaml"
     log:
         f"{R}/logs/report/denoising_table.log",
+    conda:
+        "../../envs/meddiff.yaml"
+    params:
+        config=RESOLVED,
+        results=lambda w, output: results_folder(output),
     shell:
-        "meddiff report-denoising {input.metrics} {input.examples} {R} --config {RESOLVED} > {log} 2>&1"
+        "meddiff report-denoising {input.evaluation} {params.results} --config {params.config} > {log} 2>&1"
 
 
 rule anomaly_table:
@@ -41,9 +48,12 @@ rule anomaly_table:
         table=f"{R}/tables/table6.csv",
         table_md=f"{R}/tables/table6.md",
         figure=f"{R}/figures/figure7_anomaly.png",
-    conda:
-        "../../envs/meddiff.yaml"
     log:
         f"{R}/logs/report/anomaly_table.log",
+    conda:
+        "../../envs/meddiff.yaml"
+    params:
+        config=RESOLVED,
+        results=lambda w, output: results_folder(output),
     shell:
-        "meddiff report-anomaly {input.metrics} {input.examples} {R} --config {RESOLVED} > {log} 2>&1"
+        "meddiff report-anomaly {input.metrics} {input.examples} {params.results} --config {params.config} > {log} 2>&1"

@@ -4,20 +4,21 @@ rule synthesize:
         cache=f"{R}/cache/{{dataset}}/{{case}}",
     output:
         volume=f"{R}/synthesis/{{variant}}/{{mode}}/{{dataset}}/{{region}}/{{case}}.nii.gz",
-    conda:
-        "../../envs/meddiff.yaml"
     log:
         f"{R}/logs/synthesize/{{variant}}/{{mode}}/{{dataset}}/{{region}}/{{case}}.log",
     benchmark:
         f"{R}/benchmarks/synthesize/{{variant}}/{{mode}}/{{dataset}}/{{region}}/{{case}}.tsv"
-    params:
-        sampling=CFG.sampling,
-        seed=CFG.seed,
+    conda:
+        "../../envs/meddiff.yaml"
     resources:
         gpu=1,
+    params:
+        config=RESOLVED,
+        sampling=CFG.sampling,
+        seed=CFG.seed,
     shell:
         "meddiff synthesize {input.model} {input.cache} {wildcards.region} {output.volume}"
-        " --mode {wildcards.mode} --config {RESOLVED} > {log} 2>&1"
+        " --mode {wildcards.mode} --config {params.config} > {log} 2>&1"
 
 
 rule denoise:
@@ -25,22 +26,21 @@ rule denoise:
         model=f"{R}/models/{FOUNDATION}/model",
         manifest=f"{R}/manifest.csv",
     output:
-        metrics=f"{R}/evaluation/denoising.csv",
-        examples=f"{R}/evaluation/denoising_examples.npz",
-    conda:
-        "../../envs/meddiff.yaml"
+        evaluation=directory(f"{R}/evaluation/denoising"),
     log:
         f"{R}/logs/denoise.log",
     benchmark:
         f"{R}/benchmarks/denoise.tsv"
-    params:
-        denoising=CFG.denoising,
-        sampling=CFG.sampling,
+    conda:
+        "../../envs/meddiff.yaml"
     resources:
         gpu=1,
+    params:
+        config=RESOLVED,
+        denoising=CFG.denoising,
+        sampling=CFG.sampling,
     shell:
-        "meddiff denoise {input.model} {input.manifest} {output.metrics} {output.examples}"
-        " --config {RESOLVED} > {log} 2>&1"
+        "meddiff denoise {input.model} {input.manifest} {output.evaluation} --config {params.config} > {log} 2>&1"
 
 
 rule anomaly:
@@ -49,16 +49,17 @@ rule anomaly:
     output:
         metrics=f"{R}/evaluation/anomaly.csv",
         examples=f"{R}/evaluation/anomaly_examples.npz",
-    conda:
-        "../../envs/meddiff.yaml"
     log:
         f"{R}/logs/anomaly.log",
     benchmark:
         f"{R}/benchmarks/anomaly.tsv"
-    params:
-        anomaly=CFG.anomaly,
-        sampling=CFG.sampling,
+    conda:
+        "../../envs/meddiff.yaml"
     resources:
         gpu=1,
+    params:
+        config=RESOLVED,
+        anomaly=CFG.anomaly,
+        sampling=CFG.sampling,
     shell:
-        "meddiff anomaly {input.model} {output.metrics} {output.examples} --config {RESOLVED} > {log} 2>&1"
+        "meddiff anomaly {input.model} {output.metrics} {output.examples} --config {params.config} > {log} 2>&1"

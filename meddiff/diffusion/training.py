@@ -1,0 +1,310 @@
+"""Pre-training loop of the diffusion foundation model (paper 3.2, eq. 3; 4.1.2).
+
+ε-prediction with an L1 loss, timesteps uniform in [0, T), Adam, batch size 1 with 4 gradient accumulation
+steps at paper scale, optional EMA, bf16 autocast. Everything random is a function of (seed, step):
+
+* the data of micro-batch m of step s (:mod:`meddiff.diffusion.training_data`),
+* the noise ε and timesteps t, drawn from a ``torch.Generator`` seeded with (seed, step, micro, rank),
+
+so a run killed at any point and resumed from ``<out>/last`` ends with bit-identical weights to an
+uninterrupted run (on the same device and thread count). Checkpoints hold network, EMA, optimizer, step
+and RNG states (:mod:`meddiff.diffusion.checkpoint`).
+
+Distributed: under torchrun (WORLD_SIZE > 1) the network is wrapped in DDP, each rank reads disjoint items,
+gradients are all-reduced on the last micro-batch only, and rank 0 writes checkpoints, the loss log and the
+model folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from meddiff.config import DiffusionConfig, ModelConfig, TrainingConfig, Variant
+from meddiff.diffusion.checkpoint import load_training_state, restore_rng_states, save_model, save_training_state
+from meddiff.diffusion.distributed import DistributedContext, distributed_context
+from meddiff.diffusion.schedule import make_scheduler
+from meddiff.diffusion.training_data import MultilevelTrainingDataset, StepBatchSampler
+from meddiff.diffusion.training_log import LossLog, training_summary
+from meddiff.errors import ConfigError
+from meddiff.models.network import MedDiffUNet
+
+logger = logging.getLogger(__name__)
+
+
+def noise_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
+    """CPU generator for the ε and t of one micro-batch, a pure function of its position in training."""
+    derived = int(np.random.SeedSequence([seed, step, micro, rank]).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator(device="cpu").manual_seed(derived & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def make_ema(network: MedDiffUNet, decay: float) -> AveragedModel | None:
+    """Exponential moving average of the weights (None when ``decay`` is 0)."""
+    if decay <= 0:
+        return None
+    return AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+
+def diffusion_loss(
+    network: torch.nn.Module,
+    scheduler,
+    batch: dict[str, torch.Tensor],
+    generator: torch.Generator,
+    device: torch.device,
+    precision: str,
+) -> torch.Tensor:
+    """L1 form of eq. 3: |ε - ε_θ(x_t, t, p_e, c_r, c_a)| averaged over voxels, t ~ U{0..T-1}.
+
+    Args:
+        batch: x0 (B, 1, D, H, W), anatomy (B, D, H, W), coords (B, 3, D, H, W), region (B,).
+        generator: draws ε (B, 1, D, H, W) and t (B,) on the CPU, so they do not depend on the device.
+    """
+    x0 = batch["x0"].to(device, non_blocking=True)
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    timesteps = torch.randint(0, scheduler.num_train_timesteps, (x0.shape[0],), generator=generator).to(device)
+    x_t = scheduler.add_noise(original_samples=x0, noise=noise, timesteps=timesteps)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        eps = network(
+            x_t,
+            timesteps,
+            batch["anatomy"].to(device, non_blocking=True),
+            batch["region"].to(device, non_blocking=True),
+            batch["coords"].to(device, non_blocking=True),
+        )
+    return F.l1_loss(eps.float(), noise)
+
+
+def finished_steps(model_dir: Path) -> int | None:
+    """Steps recorded in a finished model folder's training.json (None when there is no finished model)."""
+    info = model_dir / "training.json"
+    if not (model_dir / "weights.pt").is_file() or not info.is_file():
+        return None
+    try:
+        return int(json.loads(info.read_text())["steps"])
+    except (ValueError, KeyError):
+        return None
+
+
+def train(
+    manifest: Path,
+    out_dir: Path,
+    *,
+    model: ModelConfig,
+    diffusion: DiffusionConfig,
+    training: TrainingConfig,
+    variant: Variant,
+    seed: int,
+    device: str,
+) -> Path:
+    """Pre-train one variant (Table 3 row) on the manifest's train crops; return ``out_dir / "model"``.
+
+    Args:
+        manifest: ``manifest.csv`` of the training cache (its ``split == "train"`` rows are used).
+        out_dir: run folder; gets ``last/`` (resume checkpoint), ``loss.csv``, ``model/`` and, when
+            tensorboard is installed, ``tensorboard/``.
+        model, diffusion, training: config sections; ``variant`` picks multilevel inputs and position mode.
+        seed: seeds the network initialisation (torch's global RNG), the data and the noise.
+        device: "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", ...
+
+    Resumes from ``out_dir/last`` when present ("resuming from step N" in the log); returns at once when
+    ``out_dir/model`` already holds ``training.steps`` steps. Under torchrun (WORLD_SIZE > 1) every process
+    calls this function; rank 0 writes the outputs.
+    """
+    out_dir = Path(out_dir)
+    model_dir = out_dir / "model"
+    done = finished_steps(model_dir)
+    if done is not None and done >= training.steps:
+        logger.info("%s already holds %d trained steps; nothing to do", model_dir, done)
+        return model_dir
+    with distributed_context(device) as ctx:
+        run = _TrainingRun(manifest, out_dir, model, diffusion, training, variant, seed, ctx)
+        run.run()
+    return model_dir
+
+
+class _TrainingRun:
+    """State of one training process; :meth:`run` is the loop (split out of :func:`train` for readability)."""
+
+    def __init__(self, manifest, out_dir, model, diffusion, training, variant, seed, ctx: DistributedContext):
+        self.manifest, self.out_dir = Path(manifest), Path(out_dir)
+        self.model_cfg, self.diffusion, self.training, self.variant = model, diffusion, training, variant
+        self.seed, self.ctx = seed, ctx
+        torch.manual_seed(seed)
+        self.network = MedDiffUNet(model, variant.position).to(ctx.device)
+        self.ema = make_ema(self.network, training.ema_decay)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=training.lr)
+        self.scheduler = make_scheduler(diffusion.num_train_timesteps, diffusion.schedule)
+        self.architecture = json.dumps(self.network.architecture(), sort_keys=True)
+        self.step, self.elapsed_before = 0, 0.0
+        self.window_sum, self.window_steps = 0.0, 0
+        self._resume()
+
+    # ---------------------------------------------------------------------------------------------- resume
+
+    def _resume(self) -> None:
+        state = load_training_state(self.out_dir / "last")
+        if state is None:
+            return
+        if state.extra.get("architecture") != self.architecture:
+            raise ConfigError(
+                f"{self.out_dir / 'last'}: checkpoint was trained with a different architecture/position mode; "
+                "delete the folder to start over"
+            )
+        if (state.ema is None) != (self.ema is None):
+            raise ConfigError(f"{self.out_dir / 'last'}: checkpoint and config disagree on EMA (training.ema_decay)")
+        self.network.load_state_dict(state.network)
+        self.optimizer.load_state_dict(state.optimizer)
+        if self.ema is not None:
+            self.ema.load_state_dict(state.ema)
+        restore_rng_states(state.rng)
+        self.step, self.elapsed_before = state.step, state.elapsed_s
+        self.window_sum = float(state.extra.get("window_sum", 0.0))
+        self.window_steps = int(state.extra.get("window_steps", 0))
+        if self.ctx.is_main:
+            logger.info("resuming from step %d (%s)", self.step, self.out_dir / "last")
+
+    # ------------------------------------------------------------------------------------------------ loop
+
+    def _loader(self) -> DataLoader:
+        t = self.training
+        dataset = MultilevelTrainingDataset(
+            self.manifest,
+            patch_size=self.model_cfg.patch_size,
+            multilevel=self.variant.multilevel,
+            level_probabilities=t.level_probabilities,
+            condition_dropout=t.condition_dropout,
+            seed=self.seed,
+        )
+        sampler = StepBatchSampler(
+            self.step,
+            t.steps,
+            grad_accumulation=t.grad_accumulation,
+            batch_size=t.batch_size,
+            world_size=self.ctx.world_size,
+            rank=self.ctx.rank,
+        )
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=t.num_workers,
+            persistent_workers=t.num_workers > 0,
+            pin_memory=self.ctx.device.type == "cuda",
+        )
+
+    def run(self) -> None:
+        t, ctx = self.training, self.ctx
+        trainee = self.network
+        if ctx.distributed:
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            trainee = DistributedDataParallel(self.network, device_ids=device_ids)
+        log = LossLog(self.out_dir / "loss.csv", self.step, self.out_dir / "tensorboard") if ctx.is_main else None
+        batches = iter(self._loader())
+        session_start = window_start = time.perf_counter()
+        window_first_step = self.step
+        progress = tqdm(
+            total=t.steps, initial=self.step, desc=f"train {self.variant.name}", disable=None if ctx.is_main else True
+        )
+        trainee.train()
+        try:
+            while self.step < t.steps:
+                loss = self._optimizer_step(trainee, batches)
+                self.step += 1
+                self.window_sum += loss
+                self.window_steps += 1
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                if self.step % t.log_every == 0 or self.step == t.steps:
+                    now = time.perf_counter()
+                    rate = (self.step - window_first_step) / max(now - window_start, 1e-9)
+                    self._log_row(log, rate, self.elapsed_before + now - session_start)
+                    window_start, window_first_step = now, self.step
+                if self.step % t.checkpoint_every == 0 or self.step == t.steps:
+                    self._checkpoint(self.elapsed_before + time.perf_counter() - session_start)
+        finally:
+            progress.close()
+            if log is not None:
+                log.close()
+        self._save_model()
+
+    def _optimizer_step(self, trainee: torch.nn.Module, batches) -> float:
+        """One optimizer step over ``grad_accumulation`` micro-batches; returns the mean micro-batch loss."""
+        t = self.training
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(t.grad_accumulation):
+            batch = next(batches)
+            generator = noise_generator(self.seed, self.step, micro, self.ctx.rank)
+            last_micro = micro == t.grad_accumulation - 1
+            sync = contextlib.nullcontext() if last_micro or not self.ctx.distributed else trainee.no_sync()
+            with sync:
+                loss = diffusion_loss(trainee, self.scheduler, batch, generator, self.ctx.device, t.precision)
+                (loss / t.grad_accumulation).backward()
+            total += loss.item()
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.network)
+        return total / t.grad_accumulation
+
+    def _log_row(self, log: LossLog | None, rate: float, elapsed: float) -> None:
+        mean_loss = self.ctx.mean(self.window_sum / max(self.window_steps, 1))
+        self.window_sum, self.window_steps = 0.0, 0
+        if log is None:
+            return
+        lr = self.optimizer.param_groups[0]["lr"]
+        log.append(self.step, mean_loss, lr, rate, elapsed)
+        logger.info("step %d/%d  loss %.4f  lr %.2e  %.2f it/s", self.step, self.training.steps, mean_loss, lr, rate)
+
+    def _checkpoint(self, elapsed: float) -> None:
+        self.ctx.barrier()
+        if self.ctx.is_main:
+            save_training_state(
+                self.out_dir / "last",
+                network=self.network,
+                ema=self.ema,
+                optimizer=self.optimizer,
+                step=self.step,
+                elapsed_s=elapsed,
+                extra={
+                    "architecture": self.architecture,
+                    "window_sum": self.window_sum,
+                    "window_steps": self.window_steps,
+                },
+            )
+        self.ctx.barrier()
+
+    def _save_model(self) -> None:
+        if self.ctx.is_main:
+            weights = self.network if self.ema is None else self.ema.module
+            info = {
+                "variant": dataclasses.asdict(self.variant),
+                "steps": self.step,
+                "seed": self.seed,
+                "ema": self.ema is not None,
+                "world_size": self.ctx.world_size,
+                "manifest": str(self.manifest),
+                "model": dataclasses.asdict(self.model_cfg),
+                "diffusion": dataclasses.asdict(self.diffusion),
+                "training": dataclasses.asdict(self.training),
+                "summary": training_summary(self.out_dir),
+            }
+            save_model(
+                self.out_dir / "model",
+                weights,
+                num_train_timesteps=self.diffusion.num_train_timesteps,
+                schedule=self.diffusion.schedule,
+                info=info,
+            )
+            logger.info("wrote %s (%d steps)", self.out_dir / "model", self.step)
+        self.ctx.barrier()
