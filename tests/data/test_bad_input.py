@@ -5,34 +5,20 @@ Image-level problems are checked through both entry points the rules call (mask 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
+from ct_builders import synthetic_torso, write_nifti  # tests/data/ct_builders.py
 
 from meddiff.config import MasksConfig, PreprocessConfig, SplitConfig, Window
 from meddiff.data.masks import make_anatomy_mask
 from meddiff.data.preprocess import preprocess_case
 from meddiff.errors import GeometryError, InputImageError
 
-
-def _load_ct_builders():
-    """tests/data/ct_builders.py, loaded by path (pytest runs with --import-mode=importlib: no sys.path entry)."""
-    if "ct_builders" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("ct_builders", Path(__file__).with_name("ct_builders.py"))
-        sys.modules["ct_builders"] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules["ct_builders"]
-
-
-_ct = _load_ct_builders()
-synthetic_torso = _ct.synthetic_torso
-write_nifti = _ct.write_nifti
 
 SPACING = (2.5, 2.5, 2.5)
 PRE = PreprocessConfig(

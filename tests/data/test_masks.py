@@ -3,32 +3,18 @@ and TotalSegmentator's missing-weights error."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
+from ct_builders import dice, synthetic_torso  # tests/data/ct_builders.py
 
 from meddiff.config import MasksConfig
 from meddiff.data.masks import GENERIC_BONE, anatomy_mask, check_totalsegmentator_weights, make_anatomy_mask
 from meddiff.errors import WeightsMissingError
 from meddiff.labels import BODY, class_index, indices
 
-
-def _load_ct_builders():
-    """tests/data/ct_builders.py, loaded by path (pytest runs with --import-mode=importlib: no sys.path entry)."""
-    if "ct_builders" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("ct_builders", Path(__file__).with_name("ct_builders.py"))
-        sys.modules["ct_builders"] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules["ct_builders"]
-
-
-_ct = _load_ct_builders()
-dice = _ct.dice
-synthetic_torso = _ct.synthetic_torso
 
 LEFT = indices("lung_upper_lobe_left", "lung_lower_lobe_left")
 RIGHT = indices("lung_upper_lobe_right", "lung_middle_lobe_right", "lung_lower_lobe_right")

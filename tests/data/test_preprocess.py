@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
+from ct_builders import synthetic_torso  # tests/data/ct_builders.py
 
 from meddiff.config import PreprocessConfig, SplitConfig, Window
 from meddiff.data.intensity import hu_to_unit
@@ -18,18 +17,6 @@ from meddiff.data.preprocess import crop_to_sitk, load_crop, load_lesion, prepro
 from meddiff.errors import InputImageError
 from meddiff.labels import BODY, class_index
 
-
-def _load_ct_builders():
-    """tests/data/ct_builders.py, loaded by path (pytest runs with --import-mode=importlib: no sys.path entry)."""
-    if "ct_builders" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("ct_builders", Path(__file__).with_name("ct_builders.py"))
-        sys.modules["ct_builders"] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules["ct_builders"]
-
-
-_ct = _load_ct_builders()
-synthetic_torso = _ct.synthetic_torso
 
 WINDOWS = {"han": Window(50, 400), "chest": Window(-500, 1800), "abdomen": Window(60, 360)}
 

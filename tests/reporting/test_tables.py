@@ -29,7 +29,7 @@ def _df():
 def test_csv_round_trips_with_comment_lines(tmp_path):
     df = _df()
     write_table(df, tmp_path / "table4", title="Table 4", provenance=PROV)
-    text = (tmp_path / "table4.csv").read_text()
+    text = (tmp_path / "table4.csv").read_text(encoding="utf-8")
     assert text.startswith("# config: config/demo.yaml\n# run: demo\n")
     back = pd.read_csv(tmp_path / "table4.csv", comment="#")
     pd.testing.assert_frame_equal(back, df)  # including the '#' inside a method label and the NaN
@@ -37,7 +37,7 @@ def test_csv_round_trips_with_comment_lines(tmp_path):
 
 def test_markdown_has_title_provenance_table_and_notes(tmp_path):
     write_table(_df(), tmp_path / "t", title="Synthesis (Table 4)", provenance=PROV, notes=["MAISI not run."])
-    md = (tmp_path / "t.md").read_text()
+    md = (tmp_path / "t.md").read_text(encoding="utf-8")
     assert md.startswith("## Synthesis (Table 4)\n")
     assert f"- **scale**: {DEMO_SCALE}" in md
     assert "| Region" in md and "0.8123" in md and "n/a" in md

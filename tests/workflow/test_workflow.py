@@ -28,7 +28,7 @@ def snakemake(*args, cwd=ROOT, check=True, timeout=1800):
 
 
 def test_paper_config_dry_run_plans_every_registry_dataset(tmp_path):
-    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text(encoding="utf-8"))
     cfg["data"]["root"] = str(tmp_path / "data")  # absent: fine for a dry run
     cfg["data"]["registry"] = str(ROOT / "config/datasets.yaml")
     config = tmp_path / "paper.yaml"
@@ -46,7 +46,7 @@ PAPER_TASK = ["mayo2016", "bmad_liver", "rplhr_ct", "msd_lung", "msd_liver", "me
 
 
 def test_paper_config_lists_the_twenty_datasets():
-    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text(encoding="utf-8"))
     assert cfg["data"]["datasets"] == PAPER_PRETRAIN
     assert cfg["data"]["task_datasets"] == PAPER_TASK
 
@@ -63,7 +63,7 @@ def test_snakefmt_is_clean():
 
 
 def test_config_typo_is_rejected(tmp_path):
-    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text(encoding="utf-8"))
     cfg["training"]["stpes"] = 10
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(cfg))
@@ -74,7 +74,7 @@ def test_config_typo_is_rejected(tmp_path):
 
 def tiny_config(tmp_path: Path) -> Path:
     """The demo config shrunk to minutes: 8 cases, a few training steps, 3 sampling steps."""
-    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text(encoding="utf-8"))
     cfg["run"] = "e2e"
     cfg["data"]["root"] = str(tmp_path / "raw")
     cfg["data"]["registry"] = str(ROOT / "config/datasets.yaml")
@@ -111,7 +111,7 @@ def test_tiny_demo_runs_end_to_end(tmp_path):
     for n in (3, 4, 5, 6):
         table = pd.read_csv(results / "tables" / f"table{n}.csv", comment="#")
         assert len(table) > 0
-        assert "demo" in (results / "tables" / f"table{n}.md").read_text().lower()
+        assert "demo" in (results / "tables" / f"table{n}.md").read_text(encoding="utf-8").lower()
     for fig in ("figure5_synthesis", "figure6_denoising", "figure7_anomaly"):
         assert (results / "figures" / f"{fig}.png").stat().st_size > 1000
     assert (results / "logs" / "train").is_dir()
