@@ -24,14 +24,11 @@ def _config(args):
 
 def cmd_fetch(args) -> None:
     from meddiff.data.fetch import fetch_and_index
-    from meddiff.data.registry import load_registry
+    from meddiff.data.registry import dataset_spec, load_registry
 
     cfg = _config(args)
-    registry = load_registry(cfg.data.registry)
-    if args.dataset not in registry:
-        raise MeddiffError(f"{args.dataset!r} is not in the registry {cfg.data.registry}; known: {sorted(registry)}")
     fetch_and_index(
-        registry[args.dataset],
+        dataset_spec(load_registry(cfg.data.registry), args.dataset),
         Path(cfg.data.root),
         Path(args.index),
         phantom=cfg.data.phantom,

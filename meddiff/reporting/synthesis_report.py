@@ -116,9 +116,9 @@ def report_synthesis(results: Path, cfg: Config, cfg_path: Path, device: str = "
     prov = provenance(cfg_path, cfg, data=_data(cfg, n_cases), scale=_scale(cfg))
     notes = [
         f"FID, MMD and LPIPS-style distance use 3D features of {extractor}; FID/MMD pool {8} crops of 32^3 per volume.",
-        "Dice: mean over the paper's organs for the region that the mask backend "
-        f"({cfg.masks.backend}) finds in the condition; n/a when it finds none of them. "
-        "'Dice body/lung/bone' uses the coarse classes every backend finds.",
+        "Dice: mean over the paper's organs of the region, between the anatomy condition and TotalSegmentator's "
+        "segmentation of the synthetic volume; n/a with the weights-free threshold mask backend "
+        f"(this run: {cfg.masks.backend}). 'Dice body/lung/bone' uses the coarse classes every backend finds.",
         "HU W1 body: Wasserstein-1 distance (HU) between real and synthetic intensity histograms inside the body.",
     ]
     by_region = {"Region": pd.CategoricalDtype(["HaN", "Chest", "Abdomen", "Overall"], ordered=True)}

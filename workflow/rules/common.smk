@@ -6,7 +6,7 @@ import yaml
 from meddiff.config import config_from_dict
 from meddiff.data.fetch import read_case_index
 from meddiff.data.manifest import evaluation_crops, read_manifest
-from meddiff.data.registry import load_registry
+from meddiff.data.registry import dataset_spec, load_registry
 
 CFG = config_from_dict(config)
 RUN = CFG.run
@@ -14,6 +14,8 @@ R = f"results/{RUN}"
 REGISTRY = load_registry(CFG.data.registry)
 PRETRAIN = CFG.data.datasets
 ALL_DATASETS = list(dict.fromkeys(PRETRAIN + CFG.data.task_datasets))
+for _name in ALL_DATASETS:
+    dataset_spec(REGISTRY, _name)  # a misspelt dataset fails here, naming the known ones
 
 # The validated config (defaults filled, --config overrides applied) is what every `meddiff` command
 # reads; it is rewritten only when its content changes. Rules also list the sections they depend on

@@ -1,0 +1,53 @@
+"""The `meddiff` command as a user meets it: help texts, and bad input reported on one line."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from meddiff.cli import build_parser, main
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_every_subcommand_explains_itself(capsys):
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert {"fetch", "masks", "preprocess", "manifest", "train", "synthesize", "denoise", "anomaly"} <= set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0
+        assert "usage: meddiff" in capsys.readouterr().out
+
+
+def test_corrupt_input_is_one_clear_line_and_exit_2(tmp_path):
+    corrupt = tmp_path / "scan.nii.gz"
+    corrupt.write_bytes(b"\x1f\x8b not really gzip")
+    out = tmp_path / "mask.nii.gz"
+    proc = subprocess.run(
+        [sys.executable, "-m", "meddiff.cli", "masks", str(corrupt), str(out), "--config", str(ROOT / "config/demo.yaml")],
+        capture_output=True, text=True, encoding="utf-8",
+    )
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("meddiff masks: error:") and str(corrupt) in last
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == [corrupt]
+
+
+def test_config_typo_names_the_key(tmp_path, capsys):
+    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text(encoding="utf-8"))
+    cfg["preprocess"]["spacing"] = [1, 1, 1]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert main(["manifest", str(tmp_path / "m.csv"), str(tmp_path / "none.txt"), "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "spacing" in err and str(bad) in err
+
+
+def test_unknown_dataset_is_named(tmp_path, capsys):
+    assert main(["fetch", "btvc", str(tmp_path / "i.tsv"), "--config", str(ROOT / "config/demo.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "btvc" in err and "btcv" in err
