@@ -55,6 +55,19 @@ def coarse_dice(reference: np.ndarray, predicted: np.ndarray) -> dict[str, float
     return out
 
 
+def air_below_window(image: sitk.Image, window: Window) -> sitk.Image:
+    """The synthetic volume as the segmenter should see it: the model works in the region window, so every
+    intensity below the window (air, lung, fat below -120 HU in the abdomen window) comes out at the window
+    floor; voxels within 2 % of the window width above the floor are set to air (-1024 HU), as they would be in the scan the model imitates.
+    Without this the body threshold (-500 HU) cannot separate body from outside air in HaN and abdomen
+    windows, whose floors lie above it."""
+    array = sitk.GetArrayFromImage(image)
+    floor = window.bounds[0]
+    out = sitk.GetImageFromArray(np.where(array <= floor + 0.02 * window.width, -1024.0, array).astype(np.float32))
+    out.CopyInformation(image)
+    return out
+
+
 def _read_synthetic(path: Path, shape: tuple[int, ...]) -> tuple[sitk.Image, np.ndarray]:
     if not path.exists():
         raise InputImageError(f"{path}: synthetic volume missing (run the synthesize rule first)")
@@ -86,7 +99,10 @@ def evaluate_synthesis(
         fake = hu_to_unit(fake_hu, window).astype(np.float32)
         predicted = sitk.GetArrayFromImage(
             anatomy_mask(
-                fake_image, backend=cfg.masks.backend, body_threshold_hu=cfg.masks.body_threshold_hu, fast=cfg.masks.fast
+                air_below_window(fake_image, window),
+                backend=cfg.masks.backend,
+                body_threshold_hu=cfg.masks.body_threshold_hu,
+                fast=cfg.masks.fast,
             )
         )
         # The weights-free threshold backend finds none of the paper's organs reliably (it labels bone above
