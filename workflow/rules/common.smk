@@ -15,7 +15,9 @@ REGISTRY = load_registry(CFG.data.registry)
 PRETRAIN = CFG.data.datasets
 ALL_DATASETS = list(dict.fromkeys(PRETRAIN + CFG.data.task_datasets))
 for _name in ALL_DATASETS:
-    dataset_spec(REGISTRY, _name)  # a misspelt dataset fails here, naming the known ones
+    dataset_spec(
+        REGISTRY, _name
+    )  # a misspelt dataset fails here, naming the known ones
 
 # The validated config (defaults filled, --config overrides applied) is what every `meddiff` command
 # reads; it is rewritten only when its content changes. Rules also list the sections they depend on
