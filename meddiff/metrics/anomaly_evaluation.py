@@ -19,6 +19,7 @@ from meddiff.config import Config
 from meddiff.data.anomaly_cases import AnomalyCase, demo_anomaly_cases
 from meddiff.data.bmad import load_bmad_liver
 from meddiff.diffusion.checkpoint import load_model
+from meddiff.labels import BODY
 from meddiff.metrics.anomaly import evaluate_anomaly
 from meddiff.tasks.anomaly import figure_data, model_map_fn, run_anomaly_task
 
@@ -47,8 +48,16 @@ def run_anomaly_experiment(model_dir: Path, out_csv: Path, out_npz: Path, cfg: C
     pooled summary + Fig. 7 material (npz). Returns the summary."""
     cases = anomaly_cases(cfg)
     loaded = load_model(model_dir, device)
+    # The model knows the label space of its own mask backend: the threshold backend labels the liver
+    # (and every soft-tissue organ) ``body``, so that is the condition it must be given there.
+    condition_label = BODY if cfg.masks.backend == "threshold" else None
     map_fn = model_map_fn(
-        loaded, cfg=cfg.anomaly, sampling=cfg.sampling, patch_size=cfg.model.patch_size, device=device
+        loaded,
+        cfg=cfg.anomaly,
+        sampling=cfg.sampling,
+        patch_size=cfg.model.patch_size,
+        device=device,
+        condition_label=condition_label,
     )
     output = run_anomaly_task(cases, map_fn, cfg.anomaly, seed=cfg.seed)
     per_case, summary = evaluate_anomaly(

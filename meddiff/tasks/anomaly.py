@@ -204,6 +204,7 @@ def anomaly_map_for_case(
     device: str | torch.device,
     seed: int,
     name: str = "image",
+    condition_label: int | None = None,
 ) -> np.ndarray:
     """Anomaly map of one volume with a trained model (paper 3.4.2): organ mask from ``labels``, anatomy
     condition, sliding-window ε at ``cfg.timestep``, :func:`anomaly_map`, optional :func:`smooth_map`.
@@ -214,6 +215,9 @@ def anomaly_map_for_case(
         organ_indices: label-space classes of the organ (``meddiff.labels.indices(cfg.organ)``).
         region: region class of the volume (``"abdomen"`` for the liver).
         spacing: (x, y, z) mm, for the smoothing kernel.
+        condition_label: the class the model was trained to see inside the organ, when its mask backend
+            differs from the labels (the threshold backend calls every soft-tissue organ ``body``); None = the
+            organ's own classes.
 
     Returns:
         (Z, Y, X) float32 anomaly map, 0 outside the organ.
@@ -226,7 +230,10 @@ def anomaly_map_for_case(
     organ = organ_mask_from_labels(labels, organ_indices)
     if not organ.any():
         raise InputImageError(f"{name}: no voxel of the organ classes {list(organ_indices)} in the label map")
-    eps_fn = model_eps_fn(loaded, anatomy_condition(labels, organ, organ_indices), region,
+    condition = anatomy_condition(labels, organ, organ_indices)
+    if condition_label is not None:
+        condition = np.where(organ, condition_label, 0).astype(np.int64)
+    eps_fn = model_eps_fn(loaded, condition, region,
                           patch_size=patch_size, sampling=sampling, device=device)
     alphas = make_scheduler(loaded.num_train_timesteps, loaded.schedule).alphas_cumprod
     amap = anomaly_map(eps_fn, image, organ, alphas, timestep=cfg.timestep, seed=seed, name=name)
@@ -240,14 +247,17 @@ def model_map_fn(
     sampling: SamplingConfig,
     patch_size: Sequence[int],
     device: str | torch.device,
+    condition_label: int | None = None,
 ) -> MapFn:
-    """The :data:`MapFn` of a trained model, for :func:`run_anomaly_task`."""
+    """The :data:`MapFn` of a trained model, for :func:`run_anomaly_task` (``condition_label``: see
+    :func:`anomaly_map_for_case`)."""
     organ_indices = indices(cfg.organ)
 
     def map_fn(case: AnomalyCase, seed: int) -> np.ndarray:
         return anomaly_map_for_case(
             loaded, case.image, case.labels, organ_indices, case.region, cfg=cfg, sampling=sampling,
             patch_size=patch_size, spacing=case.spacing, device=device, seed=seed, name=case.case,
+            condition_label=condition_label,
         )
 
     return map_fn

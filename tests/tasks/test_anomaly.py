@@ -234,3 +234,27 @@ def test_anomaly_map_for_case_runs_a_real_network_through_the_sliding_window():
     np.testing.assert_array_equal(amap, anomaly_map_for_case(loaded, image, labels, [LIVER], "abdomen", **kwargs))
     with pytest.raises(InputImageError, match="no voxel of the organ"):
         anomaly_map_for_case(loaded, image, np.zeros_like(labels), [LIVER], "abdomen", **kwargs)
+
+
+def test_condition_label_replaces_the_organ_class_the_model_never_saw(monkeypatch):
+    """A model trained on threshold masks knows the liver only as ``body``: that is what it must be given."""
+    from meddiff.diffusion.checkpoint import LoadedModel
+    from meddiff.labels import BODY
+    from meddiff.tasks import anomaly as anomaly_mod
+
+    seen = {}
+
+    def spy_eps_fn(loaded, anatomy, region, **kwargs):
+        seen["anatomy"] = np.asarray(anatomy)
+        return lambda x_t, t: torch.zeros_like(x_t)
+
+    monkeypatch.setattr(anomaly_mod, "model_eps_fn", spy_eps_fn)
+    _, image, labels, _ = _phantom_liver(20, lesion=True)
+    sampling = SamplingConfig(sampler="ddim", steps=10, overlap=0.25, patch_batch_size=4, blend="gaussian")
+    kwargs = dict(cfg=CFG, sampling=sampling, patch_size=(8, 16, 16), spacing=(5.0, 5.0, 5.0), device="cpu", seed=1)
+    loaded = LoadedModel(None, 1000, "cosine", {})
+    organ = organ_mask_from_labels(labels, [LIVER])
+    anomaly_map_for_case(loaded, image, labels, [LIVER], "abdomen", **kwargs)
+    assert set(np.unique(seen["anatomy"][organ])) <= {LIVER}
+    anomaly_map_for_case(loaded, image, labels, [LIVER], "abdomen", condition_label=BODY, **kwargs)
+    assert set(np.unique(seen["anatomy"][organ])) == {BODY} and not seen["anatomy"][~organ].any()
