@@ -21,6 +21,7 @@ from meddiff.data.intensity import hu_to_unit
 from meddiff.data.preprocess import load_crop
 from meddiff.diffusion.training import training_summary
 from meddiff.metrics.distribution import fid, mmd
+from meddiff.metrics.synthesis_evaluation import CROPS_PER_VOLUME, FEATURE_CROP, evaluate_synthesis
 from meddiff.reporting.figures import orthogonal_montage
 from meddiff.reporting.tables import DEMO_SCALE, PAPER_SCALE, paper_rows, paper_table, provenance, write_table
 
@@ -93,8 +94,6 @@ def figure5(results: Path, cfg: Config, per_case: pd.DataFrame, path: Path) -> N
 def _maisi(results: Path, cfg: Config, evaluation: Path, device: str):
     """Evaluate MAISI volumes the user generated for the same test crops (``<dataset>/<region>/<case>.nii.gz``
     on each crop's grid, in HU) exactly like our own synthetic volumes."""
-    from meddiff.metrics.synthesis_evaluation import evaluate_synthesis
-
     csv, npz = evaluation / "maisi.csv", evaluation / "maisi.features.npz"
     per_case = evaluate_synthesis(results / "manifest.csv", Path(cfg.evaluation.maisi_output), csv, npz, cfg, device)
     with np.load(npz) as data:
@@ -115,7 +114,8 @@ def report_synthesis(results: Path, cfg: Config, cfg_path: Path, device: str = "
     extractor = per_case_by_variant[last.name]["extractor"].iloc[0]
     prov = provenance(cfg_path, cfg, data=_data(cfg, n_cases), scale=_scale(cfg))
     notes = [
-        f"FID, MMD and LPIPS-style distance use 3D features of {extractor}; FID/MMD pool {8} crops of 32^3 per volume.",
+        f"FID, MMD and LPIPS-style distance use 3D features of {extractor}; FID/MMD pool {CROPS_PER_VOLUME} crops "
+        f"of {FEATURE_CROP}^3 per volume.",
         "Dice: mean over the paper's organs of the region, between the anatomy condition and TotalSegmentator's "
         "segmentation of the synthetic volume; n/a with the weights-free threshold mask backend "
         f"(this run: {cfg.masks.backend}). 'Dice body/lung/bone' uses the coarse classes every backend finds.",
