@@ -65,12 +65,14 @@ def orthogonal_montage(
     *,
     window: tuple[float, float],
     title: str,
+    window_note: str | None = None,
 ) -> None:
     """One row per named volume, columns axial / coronal / sagittal through the volume centre, grey in the HU
     ``window`` (lower, upper), with physical aspect ratios from the spacing. Saved as PNG at ``path``.
 
     Args:
         rows: name -> ((Z, Y, X) volume in HU, spacing (x, y, z) in mm); insertion order is row order.
+        window_note: subtitle replacing "window [lo, hi] HU" (e.g. when rows were pre-windowed to [0, 1]).
     """
     if not rows:
         raise ValueError("orthogonal_montage needs at least one volume")
@@ -85,7 +87,8 @@ def orthogonal_montage(
                 ax.set_title(view)
             if c == 0:
                 ax.set_ylabel(name)
-    fig.suptitle(f"{title}\nwindow [{window[0]:g}, {window[1]:g}] HU", fontsize="medium")
+    note = window_note or f"window [{window[0]:g}, {window[1]:g}] HU"
+    fig.suptitle(f"{title}\n{note}", fontsize="medium")
     _save(fig, path)
 
 

@@ -87,7 +87,11 @@ def figure5(results: Path, cfg: Config, per_case: pd.DataFrame, path: Path) -> N
             hu = sitk.GetArrayFromImage(sitk.ReadImage(str(path_v)))
             rows[f"{title} {variant.label}"] = ((hu_to_unit(hu, window) + 1) / 2, spacing)
     orthogonal_montage(
-        rows, path, window=(0.0, 1.0), title=f"Figure 5 ({cfg.run}): real vs synthetic, each row in its region window"
+        rows,
+        path,
+        window=(0.0, 1.0),
+        title=f"Figure 5 ({cfg.run}): real vs synthetic",
+        window_note="each row in its region window (HaN 50/400, chest -500/1800, abdomen 60/360 HU by default)",
     )
 
 
