@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 torch.set_num_threads(1)
 logging.basicConfig(level=logging.INFO)
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {tests!r} + "/.."]  # training_fixtures, tiny_network
 from training_fixtures import DIFFUSION, VARIANT, tiny_model, tiny_training
 from meddiff.diffusion.training import train
 train(

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from meddiff.config import ModelConfig
+from tiny_network import TINY_MODEL
+
 from meddiff.diffusion.samplers import make_sampling_scheduler, reverse_diffusion
 from meddiff.diffusion.schedule import make_scheduler
 from meddiff.diffusion.sliding_window import DEFAULT_BLEND, SlidingWindowPlan, sliding_window_eps, window_starts
@@ -16,16 +17,7 @@ from meddiff.models.network import MedDiffUNet
 from meddiff.models.position_encoding import crop_coordinates
 
 PATCH = (16, 16, 16)
-TINY = ModelConfig(
-    patch_size=PATCH,
-    channels=(8, 16),
-    attention_levels=(False, True),
-    num_res_blocks=1,
-    num_head_channels=8,
-    norm_num_groups=4,
-    anatomy_embedding_dim=4,
-    position_frequencies=2,
-)
+TINY = TINY_MODEL
 
 
 class Probe(nn.Module):

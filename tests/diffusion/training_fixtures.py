@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tiny_network import TINY_MODEL
+
 from meddiff.config import DiffusionConfig, ModelConfig, TrainingConfig, Variant
 
 REGION_OF_CASE = ("han", "chest", "abdomen")
@@ -52,17 +54,8 @@ def make_synthetic_cache(root: Path, shapes=((20, 22, 18), (18, 20, 24), (21, 19
     return manifest
 
 
-def tiny_model(position: str = "embedding") -> ModelConfig:
-    return ModelConfig(
-        patch_size=(16, 16, 16),
-        channels=(8, 16),
-        attention_levels=(False, True),
-        num_res_blocks=1,
-        num_head_channels=8,
-        norm_num_groups=4,
-        anatomy_embedding_dim=4,
-        position_frequencies=2,
-    )
+def tiny_model() -> ModelConfig:
+    return TINY_MODEL
 
 
 def tiny_training(**overrides) -> TrainingConfig:

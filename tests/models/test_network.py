@@ -7,20 +7,12 @@ import json
 import pytest
 import torch
 
-from meddiff.config import ModelConfig
+from tiny_network import TINY_MODEL
+
 from meddiff.labels import NULL_LABEL
 from meddiff.models.network import MedDiffUNet, build_from_architecture
 
-CONFIG = ModelConfig(
-    patch_size=(16, 16, 16),
-    channels=(8, 16),
-    attention_levels=(False, True),
-    num_res_blocks=1,
-    num_head_channels=8,
-    norm_num_groups=4,
-    anatomy_embedding_dim=4,
-    position_frequencies=2,
-)
+CONFIG = TINY_MODEL
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,9 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from meddiff.config import ModelConfig, SamplingConfig, Window
+from tiny_network import TINY_MODEL
+
+from meddiff.config import SamplingConfig, Window
 from meddiff.data.intensity import unit_to_hu
 from meddiff.diffusion.checkpoint import save_model
 from meddiff.models.network import MedDiffUNet
@@ -33,16 +35,7 @@ def single_thread():
 def model_dir(tmp_path: Path) -> Path:
     """A model folder of a tiny random network (output layer re-initialised: MONAI zero-initialises it)."""
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        patch_size=(16, 16, 16),
-        channels=(8, 16),
-        attention_levels=(False, True),
-        num_res_blocks=1,
-        num_head_channels=8,
-        norm_num_groups=4,
-        anatomy_embedding_dim=4,
-        position_frequencies=2,
-    )
+    cfg = TINY_MODEL
     net = MedDiffUNet(cfg, "embedding")
     with torch.no_grad():
         net.unet.out[2].conv.reset_parameters()
