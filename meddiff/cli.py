@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from meddiff.config import FOUNDATION_RUN
 from meddiff.errors import MeddiffError
 
 log = logging.getLogger("meddiff")
@@ -84,21 +85,29 @@ def _device(cfg) -> str:
 
 
 def cmd_train(args) -> None:
+    import dataclasses
+
     from meddiff.diffusion.training import train
 
     cfg = _config(args)
     out = Path(args.out)
     if out.name != "model":
         raise MeddiffError(f"{out}: the model folder must be named 'model' (its parent keeps checkpoints and logs)")
+    training = cfg.training
+    if args.variant == FOUNDATION_RUN:
+        if args.continue_from is None or training.foundation_steps is None:
+            raise MeddiffError(f"'{FOUNDATION_RUN}' needs training.foundation_steps and --continue-from")
+        training = dataclasses.replace(training, steps=training.foundation_steps)
     train(
         Path(args.manifest),
         out.parent,
         model=cfg.model,
         diffusion=cfg.diffusion,
-        training=cfg.training,
+        training=training,
         variant=cfg.variant(args.variant),
         seed=cfg.seed,
         device=_device(cfg),
+        continue_from=None if args.continue_from is None else Path(args.continue_from),
     )
 
 
@@ -226,9 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         cmd_train,
         "Pre-train one model variant (resumes from <out>/../last after an interruption).",
-        (("variant",), {"help": "variant name from the config's variants list"}),
+        (("variant",), {"help": f"variant name from the config's variants list, or '{FOUNDATION_RUN}': the last "
+                                "variant trained on to training.foundation_steps"}),
         (("manifest",), {"help": "manifest.csv from `meddiff manifest`"}),
         (("out",), {"help": "output model folder (…/<variant>/model)"}),
+        (("--continue-from",), {"metavar": "RUN", "help": "start a fresh run from this finished run folder of the "
+                                "same variant (its last/ checkpoint and loss.csv), e.g. results/demo/models/meddiff_fm"}),
     )
     add(
         "synthesize",

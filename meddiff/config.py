@@ -18,6 +18,8 @@ import yaml
 from meddiff.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+# Model folder of the foundation model when it trains longer than the Table 3 variants.
+FOUNDATION_RUN = "foundation"
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class DiffusionConfig:
 @dataclass(frozen=True)
 class TrainingConfig:
     steps: int
+    foundation_steps: int | None
     lr: float
     batch_size: int
     grad_accumulation: int
@@ -170,7 +173,18 @@ class Config:
     denoising: DenoisingConfig
     anomaly: AnomalyConfig
 
+    @property
+    def foundation_run(self) -> str:
+        """Model folder (under ``models/``) of the foundation model that Table 4 and the tasks use: the last
+        variant's own Table 3 run, or :data:`FOUNDATION_RUN` when ``training.foundation_steps`` continues
+        that run beyond ``training.steps``."""
+        extra = self.training.foundation_steps
+        return FOUNDATION_RUN if extra is not None and extra > self.training.steps else self.variants[-1].name
+
     def variant(self, name: str) -> Variant:
+        """A variant by name; :data:`FOUNDATION_RUN` is the last variant (its longer run)."""
+        if name == FOUNDATION_RUN:
+            return self.variants[-1]
         for v in self.variants:
             if v.name == name:
                 return v
@@ -219,6 +233,14 @@ def config_from_dict(raw: dict) -> Config:
     names = [v["name"] for v in raw["variants"]]
     if len(set(names)) != len(names):
         raise ConfigError(f"variant names must be unique, got {names}")
+    if FOUNDATION_RUN in names:
+        raise ConfigError(f"variant name {FOUNDATION_RUN!r} is reserved for the foundation model's longer run")
+    training = raw["training"]
+    if training["foundation_steps"] is not None and training["foundation_steps"] < training["steps"]:
+        raise ConfigError(
+            f"training.foundation_steps ({training['foundation_steps']}) must be >= training.steps "
+            f"({training['steps']}): the foundation model continues the last variant's run"
+        )
     split = raw["preprocess"]["split"]
     if abs(sum(split.values()) - 1.0) > 1e-6:
         raise ConfigError(f"preprocess.split fractions must sum to 1, got {split}")

@@ -51,3 +51,32 @@ def test_unknown_dataset_is_named(tmp_path, capsys):
     assert main(["fetch", "btvc", str(tmp_path / "i.tsv"), "--config", str(ROOT / "config/demo.yaml")]) == 2
     err = capsys.readouterr().err
     assert "btvc" in err and "btcv" in err
+
+
+def demo_config_with(**training):
+    raw = yaml.safe_load((ROOT / "config/demo.yaml").read_text(encoding="utf-8"))
+    raw["training"].update(training)
+    return raw
+
+
+def test_foundation_run_is_the_last_variant_unless_it_trains_longer():
+    from meddiff.config import config_from_dict
+
+    steps = demo_config_with()["training"]["steps"]
+    same = config_from_dict(demo_config_with(foundation_steps=None))
+    assert same.foundation_run == same.variants[-1].name
+    assert config_from_dict(demo_config_with(foundation_steps=steps)).foundation_run == same.variants[-1].name
+    longer = config_from_dict(demo_config_with(foundation_steps=steps + 1))
+    assert longer.foundation_run == "foundation" and longer.variant("foundation") == longer.variants[-1]
+
+
+def test_foundation_steps_below_steps_and_a_variant_named_foundation_are_rejected():
+    from meddiff.config import config_from_dict
+    from meddiff.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="foundation_steps"):
+        config_from_dict(demo_config_with(steps=10, foundation_steps=5))
+    raw = demo_config_with()
+    raw["variants"][0]["name"] = "foundation"
+    with pytest.raises(ConfigError, match="reserved"):
+        config_from_dict(raw)

@@ -92,16 +92,21 @@ def demo_anomaly_cases(
     Each phantom (``meddiff.data.phantom.generate_case``, seed ``seed + DEMO_SEED_OFFSET + i``, disjoint from the
     pre-training cohort's seeds) is reoriented to LPS and resampled to ``spacing_mm`` (x, y, z) like the training
     cache, windowed with ``window`` (the abdomen window) to [-1, 1], and cropped in z to the liver's extent plus
-    ``z_margin_mm`` on each side to keep the volume small. Only liver tumours (lesion value 1) count as anomalies.
+    ``z_margin_mm`` on each side to keep the volume small. Only liver tumours (lesion value 1) count as anomalies;
+    they are drawn as :data:`~meddiff.data.phantom_lesions.CONSPICUOUS_TUMOURS` (see there why).
 
     Returns ``n_healthy`` healthy cases followed by ``n_lesioned`` lesioned ones (case names ``anomaly_demo_<i>``).
     """
-    from meddiff.data.phantom import generate_case  # the phantom module is only needed for demo cases
+    # the phantom modules are only needed for demo cases
+    from meddiff.data.phantom import generate_case
+    from meddiff.data.phantom_lesions import CONSPICUOUS_TUMOURS
 
     cases = []
     for i in range(n_healthy + n_lesioned):
         lesioned = i >= n_healthy
-        phantom = generate_case("abdomen", seed + DEMO_SEED_OFFSET + i, lesions=lesioned)
+        phantom = generate_case(
+            "abdomen", seed + DEMO_SEED_OFFSET + i, lesions=lesioned, liver_tumours=CONSPICUOUS_TUMOURS
+        )
         hu = sitk.GetArrayFromImage(_resample_like_preprocessing(phantom.image, spacing_mm, labels=False))
         labels = sitk.GetArrayFromImage(_resample_like_preprocessing(phantom.labels, spacing_mm, labels=True))
         lesions = sitk.GetArrayFromImage(_resample_like_preprocessing(phantom.lesions, spacing_mm, labels=True))

@@ -26,7 +26,7 @@ from meddiff.data.phantom_abdomen import paint_abdomen
 from meddiff.data.phantom_body import paint_body_wall, paint_breasts, paint_muscles, paint_table
 from meddiff.data.phantom_canvas import Canvas, Warp
 from meddiff.data.phantom_head import paint_head
-from meddiff.data.phantom_lesions import LESION_CLASSES, paint_lesions
+from meddiff.data.phantom_lesions import LESION_CLASSES, SUBTLE_TUMOURS, LiverTumours, paint_lesions
 from meddiff.data.phantom_patient import Patient, sample_patient
 from meddiff.data.phantom_skeleton import paint_pelvis, paint_spine, paint_thoracic_cage
 from meddiff.data.phantom_thorax import (
@@ -200,7 +200,14 @@ def oriented_image(arr: np.ndarray, geo: ScanGeometry, orientation: str, offset:
     return img
 
 
-def generate_case(region: str, seed: int, *, lesions: bool, spacing_jitter: bool = True) -> PhantomCase:
+def generate_case(
+    region: str,
+    seed: int,
+    *,
+    lesions: bool,
+    spacing_jitter: bool = True,
+    liver_tumours: LiverTumours = SUBTLE_TUMOURS,
+) -> PhantomCase:
     """One synthetic CT of ``region`` ('han', 'chest', 'abdomen', 'wholebody'); identical for equal seeds.
 
     Returns the int16 HU image, the uint8 anatomy labels (TotalSegmentator ``total`` indices, body 118,
@@ -218,7 +225,7 @@ def generate_case(region: str, seed: int, *, lesions: bool, spacing_jitter: bool
     canvas = Canvas(x, y, z_render, _warp(rng_geo, z_render))
     lm = _draw_anatomy(canvas, p)
     table = TissueTable(rng_look, p.phase, oral_contrast=p.oral_contrast)
-    n_lesions = paint_lesions(canvas, p, lm, table, rng_lesion) if lesions else 0
+    n_lesions = paint_lesions(canvas, p, lm, table, rng_lesion, liver_tumours) if lesions else 0
     if rng_geo.random() < 0.6:
         paint_table(canvas, rng_geo)
     # head protocols use more dose (less noise) for the subtle grey / white matter contrast

@@ -8,6 +8,8 @@ so every lesion voxel keeps its organ label in the anatomy map while the image s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from meddiff.data.phantom_canvas import Blob, Canvas
@@ -17,6 +19,25 @@ from meddiff.data.phantom_tissues import Tissue, TissueTable
 from meddiff.labels import BODY, class_index
 
 LESION_CLASSES: dict[int, str] = {1: "liver_tumour", 2: "lung_nodule", 3: "lymph_node"}
+
+
+@dataclass(frozen=True)
+class LiverTumours:
+    """How liver tumours are drawn: radius range (mm), and the HU offset from the liver of hypodense
+    (probability ``p_hypo``) and hyperdense ones."""
+
+    radius_mm: tuple[float, float] = (4.0, 15.0)
+    hypo_delta_hu: tuple[float, float] = (-30.0, -10.0)
+    hyper_delta_hu: tuple[float, float] = (10.0, 20.0)
+    p_hypo: float = 0.75
+
+
+SUBTLE_TUMOURS = LiverTumours()
+"""The pre-training cohort's tumours: small and faint, like many incidental lesions."""
+CONSPICUOUS_TUMOURS = LiverTumours(radius_mm=(12.0, 25.0), hypo_delta_hu=(-70.0, -40.0), hyper_delta_hu=(30.0, 50.0))
+"""The demo anomaly cases' tumours: at the demo's 6 mm voxels a subtle tumour is 1-5 voxels across with a
+contrast below the liver's own texture (std ~25 HU there), so no detector could find it; these are 4-8 voxels
+across and clearly hypo- or hyperdense, as the larger LiTS tumours in BMAD's liver set."""
 
 
 def _grid_point(canvas: Canvas, k: int, j: int, i: int) -> np.ndarray:
@@ -60,7 +81,14 @@ def _place(
     return False
 
 
-def paint_lesions(canvas: Canvas, p: Patient, lm: ChestLandmarks, table: TissueTable, rng: np.random.Generator) -> int:
+def paint_lesions(
+    canvas: Canvas,
+    p: Patient,
+    lm: ChestLandmarks,
+    table: TissueTable,
+    rng: np.random.Generator,
+    liver_tumours: LiverTumours = SUBTLE_TUMOURS,
+) -> int:
     """Paint 1-3 lesions of each kind whose host organ is in the scan; returns how many were placed."""
     idx = class_index()
     placed = 0
@@ -75,8 +103,9 @@ def paint_lesions(canvas: Canvas, p: Patient, lm: ChestLandmarks, table: TissueT
     liver_mean = float(table.mean[Tissue.LIVER])
     centre = organ_voxel([idx["liver"]])
     for _ in range(int(rng.integers(1, 4))):
-        delta = rng.uniform(-30, -10) if rng.random() < 0.75 else rng.uniform(10, 20)
-        r = rng.uniform(4.0, 15.0)
+        hypo = rng.random() < liver_tumours.p_hypo
+        delta = rng.uniform(*(liver_tumours.hypo_delta_hu if hypo else liver_tumours.hyper_delta_hu))
+        r = rng.uniform(*liver_tumours.radius_mm)
         tissue = table.set_lesion(slot, liver_mean + delta, fine=rng.uniform(4, 12))
         if _place(
             canvas,

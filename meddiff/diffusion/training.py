@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -32,13 +33,21 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from meddiff.atomic import atomic_dir, atomic_path
 from meddiff.config import DiffusionConfig, ModelConfig, TrainingConfig, Variant
-from meddiff.diffusion.checkpoint import load_training_state, restore_rng_states, save_model, save_training_state
+from meddiff.diffusion.checkpoint import (
+    find_training_state,
+    load_training_state,
+    restore_rng_states,
+    save_model,
+    save_training_state,
+    training_state_step,
+)
 from meddiff.diffusion.distributed import DistributedContext, distributed_context
 from meddiff.diffusion.schedule import make_scheduler
 from meddiff.diffusion.training_data import MultilevelTrainingDataset, StepBatchSampler
 from meddiff.diffusion.training_log import LossLog, training_summary
-from meddiff.errors import ConfigError
+from meddiff.errors import ConfigError, WeightsMissingError
 from meddiff.models.network import MedDiffUNet
 
 logger = logging.getLogger(__name__)
@@ -107,6 +116,7 @@ def train(
     variant: Variant,
     seed: int,
     device: str,
+    continue_from: Path | None = None,
 ) -> Path:
     """Pre-train one variant (Table 3 row) on the manifest's train crops; return ``out_dir / "model"``.
 
@@ -117,6 +127,9 @@ def train(
         model, diffusion, training: config sections; ``variant`` picks multilevel inputs and position mode.
         seed: seeds the network initialisation (torch's global RNG), the data and the noise.
         device: "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", ...
+        continue_from: a finished run folder of the same variant (e.g. its Table 3 run); a fresh ``out_dir``
+            starts from its final checkpoint and loss log (:func:`start_from_run`), so training it to
+            ``training.steps`` gives the weights of one uninterrupted run of that many steps.
 
     Resumes from ``out_dir/last`` when present ("resuming from step N" in the log); returns at once when
     ``out_dir/model`` already holds ``training.steps`` steps. Under torchrun (WORLD_SIZE > 1) every process
@@ -129,9 +142,39 @@ def train(
         logger.info("%s already holds %d trained steps; nothing to do", model_dir, done)
         return model_dir
     with distributed_context(device) as ctx:
+        if continue_from is not None:
+            if ctx.is_main:
+                start_from_run(Path(continue_from), out_dir, training.steps)
+            ctx.barrier()
         run = _TrainingRun(manifest, out_dir, model, diffusion, training, variant, seed, ctx)
         run.run()
     return model_dir
+
+
+def start_from_run(source: Path, out_dir: Path, steps: int) -> None:
+    """Seed a fresh run folder with the final checkpoint (``last/``) and ``loss.csv`` of a finished run.
+
+    Nothing is copied when ``out_dir`` already has a checkpoint (it is then resumed as usual). The copy is
+    atomic: a killed copy leaves no ``last/`` behind.
+
+    Raises:
+        WeightsMissingError: ``source`` has no finished checkpoint.
+        ConfigError: its checkpoint is already past ``steps``.
+    """
+    if find_training_state(out_dir / "last") is not None:
+        return
+    done = training_state_step(source / "last")
+    if done is None or finished_steps(source / "model") != done:
+        raise WeightsMissingError(f"{source}: no finished training run to continue from; train that variant first")
+    if done > steps:
+        raise ConfigError(f"{source} already holds {done} steps, more than the {steps} asked for")
+    found = find_training_state(source / "last")
+    if (source / "loss.csv").is_file():
+        with atomic_path(out_dir / "loss.csv") as tmp:
+            shutil.copyfile(source / "loss.csv", tmp)
+    with atomic_dir(out_dir / "last") as tmp:
+        shutil.copytree(found, tmp, dirs_exist_ok=True)
+    logger.info("continuing %s (step %d) in %s", source, done, out_dir)
 
 
 class _TrainingRun:

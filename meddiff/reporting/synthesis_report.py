@@ -2,9 +2,10 @@
 
 Per region and overall: means of the per-case metrics, and FID / MMD computed from the pooled crop features
 of the region's real and synthetic volumes. The Table 3 rows are the trained ablation variants; Table 4
-compares the patch-level DDPM baseline, MAISI (only when its outputs are supplied) and MedDiff-FM (the last
-variant), plus MedDiff-FM sampled without its anatomy condition when the model was trained with condition
-dropout (the reference for "Dice well above unconditional").
+compares the patch-level DDPM baseline, MAISI (only when its outputs are supplied) and MedDiff-FM (the
+foundation model: the last variant, trained on to ``training.foundation_steps`` when that is set), plus
+MedDiff-FM sampled without its anatomy condition when the model was trained with condition dropout (the
+reference for "Dice well above unconditional"). The notes give every row's training steps.
 """
 
 from __future__ import annotations
@@ -68,11 +69,12 @@ def _ordered(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def figure5(results: Path, cfg: Config, per_case: pd.DataFrame, path: Path) -> None:
-    """Axial / coronal / sagittal views of real vs synthetic (baseline and MedDiff-FM), one test crop per region.
+    """Axial / coronal / sagittal views of real vs synthetic (baseline and the foundation model), one test crop
+    per region.
 
     Each row is shown in its own region window (mapped to [0, 1] before drawing)."""
     rows = {}
-    first, last = cfg.variants[0], cfg.variants[-1]
+    shown = {cfg.variants[0].name: cfg.variants[0].label, cfg.foundation_run: "MedDiff-FM"}
     for region, title in REGION_TITLES.items():
         picked = per_case[per_case["region"] == region]
         if picked.empty:
@@ -82,10 +84,10 @@ def figure5(results: Path, cfg: Config, per_case: pd.DataFrame, path: Path) -> N
         window = Window(**meta["window"])
         spacing = tuple(meta["spacing_mm"])
         rows[f"{title} real"] = ((np.asarray(real) + 1) / 2, spacing)
-        for variant in (first, last):
-            path_v = results / "synthesis" / variant.name / "conditional" / dataset / region / f"{case}.nii.gz"
+        for run, label in shown.items():
+            path_v = results / "synthesis" / run / "conditional" / dataset / region / f"{case}.nii.gz"
             hu = sitk.GetArrayFromImage(sitk.ReadImage(str(path_v)))
-            rows[f"{title} {variant.label}"] = ((hu_to_unit(hu, window) + 1) / 2, spacing)
+            rows[f"{title} {label}"] = ((hu_to_unit(hu, window) + 1) / 2, spacing)
     orthogonal_montage(
         rows,
         path,
@@ -113,9 +115,10 @@ def report_synthesis(results: Path, cfg: Config, cfg_path: Path, device: str = "
         per_case_by_variant[variant.name] = per_case
         table3.append(summarise(per_case, features).assign(Method=variant.label))
     table3 = pd.concat(table3, ignore_index=True)
-    first, last = cfg.variants[0], cfg.variants[-1]
+    first, last, foundation = cfg.variants[0], cfg.variants[-1], cfg.foundation_run
     n_cases = len(per_case_by_variant[last.name])
     extractor = per_case_by_variant[last.name]["extractor"].iloc[0]
+    steps = {run: training_summary(results / "models" / run)["steps"] for run in dict.fromkeys([first.name, foundation])}
     prov = provenance(cfg_path, cfg, data=_data(cfg, n_cases), scale=_scale(cfg))
     notes = [
         f"FID, MMD and LPIPS-style distance use 3D features of {extractor}; FID/MMD pool {CROPS_PER_VOLUME} crops "
@@ -132,7 +135,7 @@ def report_synthesis(results: Path, cfg: Config, cfg_path: Path, device: str = "
         results / "tables" / "table3",
         title="Table 3: ablation of MedDiff-FM components (conditional whole-volume synthesis)",
         provenance=prov,
-        notes=notes,
+        notes=[f"Every variant trained {cfg.training.steps} steps (tables/training.md).", *notes],
     )
 
     rows = [table3[table3["Method"] == first.label].assign(Method="DDPM (patch-level baseline)")]
@@ -143,11 +146,17 @@ def report_synthesis(results: Path, cfg: Config, cfg_path: Path, device: str = "
     else:
         rows.append(pd.DataFrame([{"Region": r, "Method": "MAISI (not run: evaluation.maisi_output not set)"}
                                   for r in ("HaN", "Chest", "Abdomen", "Overall")]))
-    rows.append(table3[table3["Method"] == last.label].assign(Method="MedDiff-FM"))
-    unconditional = evaluation / f"{last.name}_unconditional.csv"
+    per_case, features = _load(evaluation, foundation, "conditional")
+    rows.append(summarise(per_case, features).assign(Method="MedDiff-FM"))
+    unconditional = evaluation / f"{foundation}_unconditional.csv"
     if unconditional.exists():
-        per_case, features = _load(evaluation, last.name, "unconditional")
+        per_case, features = _load(evaluation, foundation, "unconditional")
         rows.append(summarise(per_case, features).assign(Method="MedDiff-FM without anatomy condition"))
+    notes.insert(
+        0,
+        f"Training steps: DDPM (patch-level baseline) {steps[first.name]}, MedDiff-FM and MedDiff-FM without "
+        f"anatomy condition (the same model) {steps[foundation]}.",
+    )
     table4 = _ordered(pd.concat(rows, ignore_index=True).astype(by_region).sort_values("Region", kind="stable"))
     write_table(
         paper_table(table4, paper_rows(4)),
@@ -157,8 +166,10 @@ def report_synthesis(results: Path, cfg: Config, cfg_path: Path, device: str = "
         notes=notes,
     )
 
+    runs = {v.name: v.label for v in cfg.variants}
+    runs.setdefault(foundation, f"{last.label}, continued (foundation model)")
     training = pd.DataFrame(
-        [{"variant": v.name, "label": v.label, **training_summary(results / "models" / v.name)} for v in cfg.variants]
+        [{"variant": run, "label": label, **training_summary(results / "models" / run)} for run, label in runs.items()]
     )
     write_table(training, results / "tables" / "training", title="Pre-training runs (loss falls?)", provenance=prov)
     figure5(results, cfg, per_case_by_variant[last.name], results / "figures" / "figure5_synthesis.png")

@@ -87,12 +87,23 @@ def cited_rows() -> pd.DataFrame:
 # ---------------------------------------------------------------- MedDiff-FM (DiffPIR, paper 3.4.1)
 
 
-def restore_out_of_window(denoised: np.ndarray, low_hu: np.ndarray, window: Window, tol: float = 1e-4) -> np.ndarray:
-    """Model output (Z, Y, X) in [-1, 1] -> HU; voxels at a window bound keep the low-dose HU beyond it."""
+def restore_out_of_window(
+    denoised: np.ndarray, low_hu: np.ndarray, window: Window, margin_hu: float = 0.0, tol: float = 1e-4
+) -> np.ndarray:
+    """Model output (Z, Y, X) in [-1, 1] -> HU, keeping the low-dose HU where the model cannot see.
+
+    The model only represents its window: (a) voxels whose low-dose HU lies beyond a window bound by more than
+    ``margin_hu`` (about 3 noise stds: noise alone does not put them there; e.g. air in the abdomen window)
+    and (b) voxels the model put at a bound keep the low-dose HU beyond that bound. Without (a), air would
+    come back as the window floor (-120 HU in the abdomen window), 40 HU off inside [-160, 240].
+    """
     lo, hi = window.bounds
+    low_hu = np.asarray(low_hu, dtype=np.float32)
     hu = unit_to_hu(denoised, window).astype(np.float32)
     hu = np.where(denoised <= -1 + tol, np.minimum(low_hu, lo), hu)
-    return np.where(denoised >= 1 - tol, np.maximum(low_hu, hi), hu).astype(np.float32)
+    hu = np.where(denoised >= 1 - tol, np.maximum(low_hu, hi), hu)
+    outside = (low_hu < lo - margin_hu) | (low_hu > hi + margin_hu)
+    return np.where(outside, low_hu, hu).astype(np.float32)
 
 
 def meddiff_fm_denoise(
@@ -114,7 +125,8 @@ def meddiff_fm_denoise(
     x0 = diffpir_denoise(
         y0, eps_fn, alphas_cumprod, sigma_n=sigma_n, lam=lam, steps=steps, zeta=zeta, generator=generator
     )
-    return restore_out_of_window(x0[0, 0].cpu().numpy(), low_hu, window)
+    sigma_hu = sigma_n * window.width / 2  # [-1, 1] spans the window width
+    return restore_out_of_window(x0[0, 0].cpu().numpy(), low_hu, window, margin_hu=3 * sigma_hu)
 
 
 def model_eps_fn(

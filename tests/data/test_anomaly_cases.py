@@ -10,6 +10,7 @@ import SimpleITK as sitk
 
 from meddiff.config import Window
 from meddiff.data.anomaly_cases import DEMO_SEED_OFFSET, AnomalyCase, demo_anomaly_cases, liver_z_range
+from meddiff.data.phantom_lesions import CONSPICUOUS_TUMOURS
 from meddiff.errors import InputImageError
 from meddiff.labels import BODY, class_index
 
@@ -30,7 +31,8 @@ def _fake_generate_case(calls):
     Liver in index rows 10..29 (HU 60); a liver tumour (1, HU -20) at index rows 10..13, i.e. the liver's
     superior end; a lung nodule (2) far from the liver that must not count."""
 
-    def generate_case(region, seed, *, lesions, spacing_jitter=True):
+    def generate_case(region, seed, *, lesions, spacing_jitter=True, liver_tumours=None):
+        assert liver_tumours is CONSPICUOUS_TUMOURS
         calls.append((region, seed, lesions))
         hu = np.full((60, 40, 40), -1000, np.int16)
         hu[:, 5:35, 5:35] = 0

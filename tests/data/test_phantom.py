@@ -18,6 +18,7 @@ from meddiff.data.phantom import (
     oriented_image,
     write_cohort,
 )
+from meddiff.data.phantom_lesions import CONSPICUOUS_TUMOURS, SUBTLE_TUMOURS
 from meddiff.errors import ConfigError
 from meddiff.labels import BODY, NUM_CLASSES, class_index, indices
 
@@ -181,6 +182,17 @@ def test_lesions_show_in_the_image():
         pytest.skip("no liver tumour in this case")
     liver = (les == 0) & (lab == IDX["liver"])
     assert abs(np.median(img[tumour]) - np.median(img[liver])) >= 8
+
+
+def test_conspicuous_tumours_are_larger_and_stronger_than_the_subtle_default():
+    def tumours(profile):
+        img, lab, les = arrays(generate_case("abdomen", 3, lesions=True, spacing_jitter=False, liver_tumours=profile))
+        tumour = (les == 1) & (lab == IDX["liver"])
+        liver = (les == 0) & (lab == IDX["liver"])
+        return tumour.sum(), abs(np.median(img[tumour]) - np.median(img[liver])) if tumour.any() else 0.0
+
+    subtle, conspicuous = tumours(SUBTLE_TUMOURS), tumours(CONSPICUOUS_TUMOURS)
+    assert conspicuous[0] > subtle[0] and conspicuous[1] >= 35
 
 
 def _centroid_lps(labels: sitk.Image, values) -> np.ndarray:

@@ -16,7 +16,7 @@ from meddiff.diffusion.checkpoint import load_model, load_training_state
 from meddiff.diffusion.training import train
 from meddiff.diffusion.training_data import MultilevelTrainingDataset, StepBatchSampler, micro_batch_indices
 from meddiff.diffusion.training_log import training_summary
-from meddiff.errors import ConfigError, DatasetMissingError
+from meddiff.errors import ConfigError, DatasetMissingError, WeightsMissingError
 from meddiff.labels import NULL_LABEL, REGIONS
 
 from training_fixtures import DIFFUSION, VARIANT, make_synthetic_cache, tiny_model, tiny_training
@@ -34,7 +34,7 @@ def dataset(manifest, **overrides):
     return MultilevelTrainingDataset(manifest, **values)
 
 
-def run(manifest, out_dir, **training):
+def run(manifest, out_dir, continue_from=None, **training):
     return train(
         manifest,
         out_dir,
@@ -44,6 +44,7 @@ def run(manifest, out_dir, **training):
         variant=VARIANT,
         seed=3,
         device="cpu",
+        continue_from=continue_from,
     )
 
 
@@ -210,6 +211,26 @@ def test_resume_continues_bit_exactly(tmp_path, manifest):
     log_a, log_b = pd.read_csv(tmp_path / "straight" / "loss.csv"), pd.read_csv(tmp_path / "pieces" / "loss.csv")
     assert list(log_b["step"]) == [1, 2, 3, 4]
     assert np.array_equal(log_a["loss"].to_numpy(), log_b["loss"].to_numpy())
+
+
+def test_continuing_a_finished_run_in_a_new_folder_equals_one_longer_run(tmp_path, manifest):
+    straight = run(manifest, tmp_path / "straight", steps=4, checkpoint_every=2, ema_decay=0.5)
+    short = run(manifest, tmp_path / "short", steps=2, checkpoint_every=2, ema_decay=0.5)
+    short_weights = weights(short)
+    longer = run(manifest, tmp_path / "longer", continue_from=tmp_path / "short", steps=4, ema_decay=0.5)
+    assert_same_tensors(weights(straight), weights(longer))
+    assert_same_tensors(short_weights, weights(short))  # the source run is left as it was
+    assert list(pd.read_csv(tmp_path / "longer" / "loss.csv")["step"]) == [1, 2, 3, 4]
+    assert training_summary(tmp_path / "short")["steps"] == 2
+
+
+def test_continuing_needs_a_finished_source_run_with_fewer_steps(tmp_path, manifest):
+    with pytest.raises(WeightsMissingError, match="train that variant first"):
+        run(manifest, tmp_path / "longer", continue_from=tmp_path / "missing", steps=4)
+    run(manifest, tmp_path / "short", steps=4, checkpoint_every=2)
+    with pytest.raises(ConfigError, match="more than the 3"):
+        run(manifest, tmp_path / "fewer", continue_from=tmp_path / "short", steps=3)
+    assert not (tmp_path / "fewer" / "last").exists()
 
 
 def test_resume_refuses_a_checkpoint_of_another_architecture(tmp_path, manifest):

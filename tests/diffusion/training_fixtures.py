@@ -61,6 +61,7 @@ def tiny_model() -> ModelConfig:
 def tiny_training(**overrides) -> TrainingConfig:
     values = dict(
         steps=6,
+        foundation_steps=None,
         lr=1e-3,
         batch_size=1,
         grad_accumulation=2,

@@ -147,6 +147,12 @@ def test_out_of_window_voxels_keep_the_low_dose_beyond_the_bound():
     low = np.array([-150.0, 10.0, 700.0])
     np.testing.assert_allclose(restore_out_of_window(den, low, w), [-150.0, 60.0, 700.0])
     np.testing.assert_allclose(restore_out_of_window(den, np.array([-100.0, 0.0, 100.0]), w), [-120.0, 60.0, 240.0])
+    # far outside the window (air in the abdomen window) the low-dose HU is kept whatever the model says
+    near_floor = np.array([-0.98, -0.98, 0.99])
+    low = np.array([-1000.0, -130.0, 400.0])
+    np.testing.assert_allclose(
+        restore_out_of_window(near_floor, low, w, margin_hu=90.0), [-1000.0, -116.4, 400.0], rtol=1e-5
+    )
 
 
 def test_diffpir_with_an_oracle_prior_beats_ldct_in_the_evaluation_window():

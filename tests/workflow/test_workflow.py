@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -86,7 +87,7 @@ def tiny_config(tmp_path: Path) -> Path:
     cfg["model"]["attention_levels"] = [False, True]
     cfg["model"]["num_head_channels"] = 8
     cfg["model"]["norm_num_groups"] = 4
-    cfg["training"].update(steps=6, checkpoint_every=3, log_every=2)
+    cfg["training"].update(steps=6, foundation_steps=9, checkpoint_every=3, log_every=2)
     cfg["sampling"].update(steps=3)
     cfg["variants"] = cfg["variants"][:1] + cfg["variants"][-1:]
     cfg["evaluation"]["synthesis_cases"] = 1
@@ -115,6 +116,11 @@ def test_tiny_demo_runs_end_to_end(tmp_path):
     for fig in ("figure5_synthesis", "figure6_denoising", "figure7_anomaly"):
         assert (results / "figures" / f"{fig}.png").stat().st_size > 1000
     assert (results / "logs" / "train").is_dir()
+    # Table 3 compares the variants at 6 steps; the foundation model continues the last one to 9.
+    assert json.loads((results / "models" / "foundation" / "model" / "training.json").read_text())["steps"] == 9
+    assert "(the same model) 9" in (results / "tables" / "table4.md").read_text(encoding="utf-8")
+    training = pd.read_csv(results / "tables" / "training.csv", comment="#")
+    assert dict(zip(training["variant"], training["steps"])) == {"baseline": 6, "meddiff_fm": 6, "foundation": 9}
     # Nothing left to do: a rerun is a no-op.
     proc = snakemake("-n", *common)
     assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -92,16 +92,17 @@ def all_targets():
     return targets
 
 
+VARIANTS = [v.name for v in CFG.variants]
+# The last variant is the full MedDiff-FM. Its model folder is the foundation model that Table 4 and the
+# tasks use, unless training.foundation_steps continues that run in models/foundation.
+FOUNDATION = CFG.foundation_run
+
+
 wildcard_constraints:
-    variant="|".join(v.name for v in CFG.variants),
+    variant="|".join(dict.fromkeys(VARIANTS + [FOUNDATION])),
     region="han|chest|abdomen",
     mode="conditional|unconditional",
 
-
-# The last variant is the full MedDiff-FM: the model the downstream tasks use.
-FOUNDATION = CFG.variants[-1].name
-# Table 4's DDPM row is the patch-level baseline (the paper's Tables 3 and 4 share those numbers).
-BASELINE = CFG.variants[0].name
 
 
 def test_crops():
@@ -119,9 +120,8 @@ def synthetic_volumes(wildcards):
 
 
 def synthesis_evaluations():
-    evaluations = [
-        f"{R}/evaluation/synthesis/{v.name}_conditional.csv" for v in CFG.variants
-    ]
+    runs = dict.fromkeys(VARIANTS + [FOUNDATION])
+    evaluations = [f"{R}/evaluation/synthesis/{run}_conditional.csv" for run in runs]
     if CFG.training.condition_dropout > 0:
         evaluations.append(f"{R}/evaluation/synthesis/{FOUNDATION}_unconditional.csv")
     return evaluations

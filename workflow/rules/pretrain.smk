@@ -22,6 +22,8 @@ rule train:
         manifest=f"{R}/manifest.csv",
     output:
         model=directory(f"{R}/models/{{variant}}/model"),
+    wildcard_constraints:
+        variant="|".join(VARIANTS),
     log:
         f"{R}/logs/train/{{variant}}.log",
     benchmark:
@@ -39,3 +41,30 @@ rule train:
         seed=CFG.seed,
     shell:
         "meddiff train {wildcards.variant} {input.manifest} {output.model} --config {params.config} > {log} 2>&1"
+
+
+# training.foundation_steps > training.steps: the last variant's finished run continues to more steps.
+rule train_foundation:
+    input:
+        manifest=f"{R}/manifest.csv",
+        run=f"{R}/models/{VARIANTS[-1]}/model",
+    output:
+        model=directory(f"{R}/models/foundation/model"),
+    log:
+        f"{R}/logs/train/foundation.log",
+    benchmark:
+        f"{R}/benchmarks/train/foundation.tsv"
+    conda:
+        "../../envs/meddiff.yaml"
+    resources:
+        gpu=1,
+    params:
+        config=RESOLVED,
+        run=lambda w, input: Path(input.run).parent,
+        model=CFG.model,
+        diffusion=CFG.diffusion,
+        training=CFG.training,
+        seed=CFG.seed,
+    shell:
+        "meddiff train foundation {input.manifest} {output.model} --continue-from {params.run}"
+        " --config {params.config} > {log} 2>&1"

@@ -1,8 +1,8 @@
 rule synthesis_tables:
     input:
         evaluations=synthesis_evaluations(),
-        losses=expand(
-            f"{R}/models/{{variant}}/model", variant=[v.name for v in CFG.variants]
+        models=expand(
+            f"{R}/models/{{run}}/model", run=dict.fromkeys(VARIANTS + [FOUNDATION])
         ),
     output:
         table3=f"{R}/tables/table3.csv",
