@@ -104,7 +104,6 @@ wildcard_constraints:
     mode="conditional|unconditional",
 
 
-
 def test_crops():
     """(dataset, case, region) of the evaluated test crops, known once the manifest checkpoint has run."""
     manifest = read_manifest(checkpoints.manifest.get().output.manifest)

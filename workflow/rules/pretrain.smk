@@ -22,12 +22,12 @@ rule train:
         manifest=f"{R}/manifest.csv",
     output:
         model=directory(f"{R}/models/{{variant}}/model"),
-    wildcard_constraints:
-        variant="|".join(VARIANTS),
     log:
         f"{R}/logs/train/{{variant}}.log",
     benchmark:
         f"{R}/benchmarks/train/{{variant}}.tsv"
+    wildcard_constraints:
+        variant="|".join(VARIANTS),
     conda:
         "../../envs/meddiff.yaml"
     resources:
