@@ -239,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "variant trained on to training.foundation_steps"}),
         (("manifest",), {"help": "manifest.csv from `meddiff manifest`"}),
         (("out",), {"help": "output model folder (…/<variant>/model)"}),
-        (("--continue-from",), {"metavar": "RUN", "help": "start a fresh run from this finished run folder of the "
-                                "same variant (its last/ checkpoint and loss.csv), e.g. results/demo/models/meddiff_fm"}),
+        (("--continue-from",), {"metavar": "RUN", "help": "start a fresh run from this finished run folder of "
+                                "the same variant (its last/ checkpoint and loss.csv), e.g. "
+                                "results/demo/models/meddiff_fm"}),
     )
     add(
         "synthesize",

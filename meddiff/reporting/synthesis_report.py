@@ -118,7 +118,7 @@ def report_synthesis(results: Path, cfg: Config, cfg_path: Path, device: str = "
     first, last, foundation = cfg.variants[0], cfg.variants[-1], cfg.foundation_run
     n_cases = len(per_case_by_variant[last.name])
     extractor = per_case_by_variant[last.name]["extractor"].iloc[0]
-    steps = {run: training_summary(results / "models" / run)["steps"] for run in dict.fromkeys([first.name, foundation])}
+    steps = {run: training_summary(results / "models" / run)["steps"] for run in (first.name, foundation)}
     prov = provenance(cfg_path, cfg, data=_data(cfg, n_cases), scale=_scale(cfg))
     notes = [
         f"FID, MMD and LPIPS-style distance use 3D features of {extractor}; FID/MMD pool {CROPS_PER_VOLUME} crops "
