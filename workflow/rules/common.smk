@@ -3,7 +3,7 @@ from pathlib import Path
 
 import yaml
 
-from meddiff.config import config_from_dict
+from meddiff.config import FOUNDATION_RUN, config_from_dict
 from meddiff.data.fetch import read_case_index
 from meddiff.data.manifest import evaluation_crops, read_manifest
 from meddiff.data.registry import dataset_spec, load_registry
@@ -96,10 +96,12 @@ VARIANTS = [v.name for v in CFG.variants]
 # The last variant is the full MedDiff-FM. Its model folder is the foundation model that Table 4 and the
 # tasks use, unless training.foundation_steps continues that run in models/foundation.
 FOUNDATION = CFG.foundation_run
+# Every trained model folder: the variants, then the foundation run when it is a separate one.
+RUNS = list(dict.fromkeys(VARIANTS + [FOUNDATION]))
 
 
 wildcard_constraints:
-    variant="|".join(dict.fromkeys(VARIANTS + [FOUNDATION])),
+    variant="|".join(RUNS),
     region="han|chest|abdomen",
     mode="conditional|unconditional",
 
@@ -119,8 +121,7 @@ def synthetic_volumes(wildcards):
 
 
 def synthesis_evaluations():
-    runs = dict.fromkeys(VARIANTS + [FOUNDATION])
-    evaluations = [f"{R}/evaluation/synthesis/{run}_conditional.csv" for run in runs]
+    evaluations = [f"{R}/evaluation/synthesis/{run}_conditional.csv" for run in RUNS]
     if CFG.training.condition_dropout > 0:
         evaluations.append(f"{R}/evaluation/synthesis/{FOUNDATION}_unconditional.csv")
     return evaluations

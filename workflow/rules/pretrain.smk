@@ -49,11 +49,11 @@ rule train_foundation:
         manifest=f"{R}/manifest.csv",
         run=f"{R}/models/{VARIANTS[-1]}/model",
     output:
-        model=directory(f"{R}/models/foundation/model"),
+        model=directory(f"{R}/models/{FOUNDATION_RUN}/model"),
     log:
-        f"{R}/logs/train/foundation.log",
+        f"{R}/logs/train/{FOUNDATION_RUN}.log",
     benchmark:
-        f"{R}/benchmarks/train/foundation.tsv"
+        f"{R}/benchmarks/train/{FOUNDATION_RUN}.tsv"
     conda:
         "../../envs/meddiff.yaml"
     resources:
@@ -66,5 +66,5 @@ rule train_foundation:
         training=CFG.training,
         seed=CFG.seed,
     shell:
-        "meddiff train foundation {input.manifest} {output.model} --continue-from {params.run}"
+        f"meddiff train {FOUNDATION_RUN} {{input.manifest}} {{output.model}} --continue-from {{params.run}}"
         " --config {params.config} > {log} 2>&1"

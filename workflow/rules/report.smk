@@ -1,9 +1,7 @@
 rule synthesis_tables:
     input:
         evaluations=synthesis_evaluations(),
-        models=expand(
-            f"{R}/models/{{run}}/model", run=dict.fromkeys(VARIANTS + [FOUNDATION])
-        ),
+        models=expand(f"{R}/models/{{run}}/model", run=RUNS),
     output:
         table3=f"{R}/tables/table3.csv",
         table3_md=f"{R}/tables/table3.md",
