@@ -41,7 +41,7 @@ def cmd_fetch(args) -> None:
 def cmd_masks(args) -> None:
     from meddiff.data.masks import make_anatomy_mask
 
-    make_anatomy_mask(Path(args.image), Path(args.out), _config(args).masks)
+    make_anatomy_mask(Path(args.image), Path(args.out), _config(args).masks, args.reference)
 
 
 def cmd_preprocess(args) -> None:
@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Anatomy mask in the 118-class label space (TotalSegmentator 117 + body) of one CT.",
         (("image",), {"help": "CT image (NIfTI/NRRD file or DICOM series folder)"}),
         (("out",), {"help": "output label map (.nii.gz)"}),
+        (("--reference",), {"default": None,
+                            "help": "the case's shipped label map (masks.backend: reference only)"}),
     )
     add(
         "preprocess",

@@ -3,13 +3,14 @@
 :func:`fetch_and_index` is what ``meddiff fetch`` runs: it makes ``<root>/<name>/`` hold the dataset
 (generating the phantom, downloading + extracting ``direct`` datasets, or checking that a ``manual`` one
 was placed), lists its cases from the registry globs and writes a case index TSV
-(``dataset  case  image  lesion``) that every later rule reads.
+(``dataset  case  image  lesion  region  labels``) that every later rule reads.
 
 Case ids: each wildcard component of the glob (all but ``**``) contributes the name it matched, minus the
 literal text after its last wildcard and minus an image suffix; the pieces are joined with ``_``. So
 ``imagesTr/*.nii.gz`` gives ``lung_001``, ``**/case_*_IMG_CT.nrrd`` gives ``case_01`` and
-``Train_Sets/CT/*/DICOM_anon`` gives ``1``. A glob without wildcards falls back to the file stem. Lesion
-files are paired with images by that id, so a ``lesion_glob`` must have the same wildcard structure.
+``Train_Sets/CT/*/DICOM_anon`` gives ``1``. A glob without wildcards falls back to the file stem. Lesion and
+label files are paired with images by that id, so ``lesion_glob``/``label_glob`` must have the same wildcard
+structure.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from meddiff.errors import ConfigError, DatasetMissingError
 log = logging.getLogger(__name__)
 
 PHANTOM_STAMP = ".phantom-settings.json"
-INDEX_COLUMNS = ("dataset", "case", "image", "lesion", "region")
+INDEX_COLUMNS = ("dataset", "case", "image", "lesion", "region", "labels")
 _IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".dcm", ".ima")
 _WILDCARD_RE = re.compile(r"[*?\[]")
 _UNSAFE_ID_RE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -42,13 +43,15 @@ _UNSAFE_ID_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 @dataclass(frozen=True)
 class CaseFiles:
-    """One case: its image (a file, or a DICOM series folder), its lesion mask if the dataset has one, and its
-    region if the dataset mixes regions (``region_table``; None = the dataset's ``regions``)."""
+    """One case: its image (a file, or a DICOM series folder), its lesion mask and anatomy labels if the dataset
+    has them (``lesion_glob``, ``label_glob``), and its region if the dataset mixes regions (``region_table``;
+    None = the dataset's ``regions``)."""
 
     case: str
     image: Path
     lesion: Path | None
     region: str | None = None
+    labels: Path | None = None
 
 
 # --------------------------------------------------------------------------------------------- case ids
@@ -118,7 +121,8 @@ def _by_case(folder: Path, glob: str, *, dirs: bool, what: str) -> dict[str, Pat
 
 def list_cases(spec: DatasetSpec, folder: str | Path) -> list[CaseFiles]:
     """Cases of ``spec`` found in ``folder`` (= ``<root>/<name>``), sorted by path: images from
-    ``image_glob`` (series folders for DICOM), lesions from ``lesion_glob`` paired by case id.
+    ``image_glob`` (series folders for DICOM), lesions and labels from ``lesion_glob`` and
+    ``label_glob`` paired by case id.
 
     Raises :class:`DatasetMissingError` if nothing matches, :class:`ConfigError` if two images (or two
     lesions) get the same case id.
@@ -128,15 +132,21 @@ def list_cases(spec: DatasetSpec, folder: str | Path) -> list[CaseFiles]:
     if not images:
         raise DatasetMissingError(f"{spec.title} ({spec.name}): no images match {spec.image_glob!r} in {folder}"
                                   + (f". {_placement_hint(spec, folder)}" if spec.access == "manual" else ""))
-    lesions = _by_case(folder, spec.lesion_glob, dirs=False, what="lesion") if spec.lesion_glob else {}
-    orphans = sorted(set(lesions) - set(images))
-    if orphans:
-        log.warning("%s: %d lesion files have no image (e.g. %s)", spec.name, len(orphans), lesions[orphans[0]])
+    extras = {}
+    for what, glob in (("lesion", spec.lesion_glob), ("label", spec.label_glob)):
+        extras[what] = _by_case(folder, glob, dirs=False, what=what) if glob else {}
+        orphans = sorted(set(extras[what]) - set(images))
+        if orphans:
+            log.warning("%s: %d %s files have no image (e.g. %s)", spec.name, len(orphans), what,
+                        extras[what][orphans[0]])
     regions = _case_regions(spec, folder)
     unknown = sorted(set(images) - set(regions)) if spec.region_table else []
     if unknown:
         raise ConfigError(f"{folder / spec.region_table}: no region for case(s) {unknown[:5]}")
-    return [CaseFiles(cid, path, lesions.get(cid), regions.get(cid)) for cid, path in images.items()]
+    return [
+        CaseFiles(cid, path, extras["lesion"].get(cid), regions.get(cid), extras["label"].get(cid))
+        for cid, path in images.items()
+    ]
 
 
 def _case_regions(spec: DatasetSpec, folder: Path) -> dict[str, str]:
@@ -152,9 +162,9 @@ def _case_regions(spec: DatasetSpec, folder: Path) -> dict[str, str]:
 
 # --------------------------------------------------------------------------------------------- case index
 def write_case_index(path: str | Path, dataset: str, cases: list[CaseFiles]) -> None:
-    """Atomically write the case index TSV with columns ``dataset, case, image, lesion, region`` (empty = none)."""
+    """Atomically write the case index TSV with columns :data:`INDEX_COLUMNS` (empty = none)."""
     frame = pd.DataFrame(
-        [(dataset, c.case, str(c.image), "" if c.lesion is None else str(c.lesion), c.region or "") for c in cases],
+        [(dataset, c.case, str(c.image), str(c.lesion or ""), c.region or "", str(c.labels or "")) for c in cases],
         columns=list(INDEX_COLUMNS),
     )
     with atomic_path(path) as tmp:
@@ -174,7 +184,8 @@ def read_case_index(path: str | Path) -> list[CaseFiles]:
     if missing:
         raise ConfigError(f"{path}: not a case index: missing column(s) {missing}")
     return [
-        CaseFiles(r.case, Path(r.image), Path(r.lesion) if r.lesion else None, r.region or None)
+        CaseFiles(r.case, Path(r.image), Path(r.lesion) if r.lesion else None, r.region or None,
+                  Path(r.labels) if r.labels else None)
         for r in frame.itertuples()
     ]
 

@@ -1,12 +1,17 @@
 """Anatomy masks in the project's label space (paper 4.1.2): TotalSegmentator ``total`` classes 1..117 plus the
 thresholded body class 118 (see :mod:`meddiff.labels`).
 
-Two backends:
+Three backends:
 
 * ``"totalsegmentator"`` — the paper's choice: TotalSegmentator v2 (task ``total``) through its Python API, then
   every unclaimed body voxel becomes ``body``. Needs its weights installed; never downloads at run time.
 * ``"threshold"`` — a weights-free approximation for machines without TotalSegmentator weights (the CPU demo).
   It finds only body, lungs (as lobes), trachea and bone; see :func:`threshold_anatomy`.
+* ``"reference"`` — labels shipped with the dataset (registry ``label_glob`` with ``label_space:
+  totalsegmentator``, e.g. the embedded phantom's ground truth), checked against the image's grid; every
+  unclaimed body voxel becomes ``body``. Gives real organ classes without TotalSegmentator weights. It cannot
+  segment new images, so synthesis evaluation segments generated volumes with the threshold backend
+  (:data:`EVALUATION_BACKEND`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from scipy import ndimage
 
 from meddiff.config import MasksConfig
 from meddiff.data.io import read_image, write_image
-from meddiff.data.validate import check_ct
+from meddiff.data.validate import check_ct, check_label_map, check_same_geometry
 from meddiff.errors import ConfigError, WeightsMissingError
 from meddiff.labels import BODY, class_index
 
@@ -42,6 +47,10 @@ BONE_HU = 250.0
 GENERIC_BONE = "vertebrae_T12"
 """Class given to bone below the lung apex by the threshold backend: ribs, spine, pelvis and limbs are not
 separable by a threshold, so they share one spine class (the thoracolumbar junction, present in most scans)."""
+
+BACKENDS = ("threshold", "totalsegmentator", "reference")
+EVALUATION_BACKEND = {"threshold": "threshold", "totalsegmentator": "totalsegmentator", "reference": "threshold"}
+"""Backend that segments a new (e.g. generated) image, for each ``masks.backend``."""
 
 _IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)  # connects voxels within an axial slice only
@@ -289,24 +298,36 @@ def _totalsegmentator_labels(image: sitk.Image, fast: bool, image_path: Path | N
 
 
 def anatomy_mask(
-    image: sitk.Image, *, backend: str, body_threshold_hu: float, fast: bool = False, image_path: Path | None = None
+    image: sitk.Image,
+    *,
+    backend: str,
+    body_threshold_hu: float,
+    fast: bool = False,
+    image_path: Path | None = None,
+    reference: sitk.Image | None = None,
 ) -> sitk.Image:
     """Anatomy label map (uint8, classes 0..118, same grid as ``image``) of a CT volume in HU.
 
     ``backend="totalsegmentator"``: TotalSegmentator classes 1..117, then body voxels (threshold
     ``body_threshold_hu``) left at 0 become ``body`` (118). ``backend="threshold"``: :func:`threshold_anatomy`.
-    ``fast`` selects TotalSegmentator's 3 mm model. ``image_path`` (optional) lets TotalSegmentator read the
-    original file instead of a temporary copy.
+    ``backend="reference"``: the label map ``reference`` (already checked to be on the image's grid and in the
+    label space), completed with ``body`` the same way. ``fast`` selects TotalSegmentator's 3 mm model.
+    ``image_path`` (optional) lets TotalSegmentator read the original file instead of a temporary copy.
     """
-    if backend not in ("threshold", "totalsegmentator"):
-        raise ConfigError(f"unknown masks.backend {backend!r}; expected 'threshold' or 'totalsegmentator'")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown masks.backend {backend!r}; expected one of {list(BACKENDS)}")
+    if (backend == "reference") != (reference is not None):
+        raise ConfigError("a reference label map is needed by, and only by, masks.backend 'reference'")
     oriented, code = _to_lps(image)
     hu = sitk.GetArrayFromImage(oriented).astype(np.float32, copy=False)
     spacing = tuple(float(s) for s in oriented.GetSpacing())
     if backend == "threshold":
         labels = threshold_anatomy(hu, spacing, body_threshold_hu)
     else:
-        seg = _totalsegmentator_labels(image, fast, Path(image_path) if image_path else None)
+        if backend == "reference":
+            seg = sitk.Cast(reference, sitk.sitkUInt8)
+        else:
+            seg = _totalsegmentator_labels(image, fast, Path(image_path) if image_path else None)
         labels = sitk.GetArrayFromImage(sitk.DICOMOrient(seg, "LPS") if code != "LPS" else seg).astype(np.uint8)
         labels[(labels == 0) & body_mask(hu, body_threshold_hu)] = BODY
     out = sitk.GetImageFromArray(labels)
@@ -317,14 +338,30 @@ def anatomy_mask(
     return out
 
 
-def make_anatomy_mask(image_path: str | Path, out_path: str | Path, cfg: MasksConfig) -> None:
+def make_anatomy_mask(
+    image_path: str | Path, out_path: str | Path, cfg: MasksConfig, reference_path: str | Path | None = None
+) -> None:
     """Read and check the CT at ``image_path``, compute its anatomy mask with ``cfg``, write it atomically
-    to ``out_path`` (what the ``masks`` rule calls)."""
+    to ``out_path`` (what the ``masks`` rule calls). ``reference_path``: the case's shipped label map, needed by
+    (and only by) ``masks.backend: reference``; it must be on the image's grid with classes 0..118."""
     image_path = Path(image_path)
     image = read_image(image_path)
     check_ct(image, image_path)
+    reference = None
+    if cfg.backend == "reference":
+        if reference_path is None:
+            raise ConfigError(
+                f"{image_path}: masks.backend 'reference' needs the case's label map (--reference), from a "
+                "dataset whose registry entry has a label_glob with label_space: totalsegmentator"
+            )
+        reference = read_image(reference_path)
+        check_label_map(reference, reference_path)
+        check_same_geometry(image, reference, image_path, reference_path)
+    elif reference_path is not None:
+        raise ConfigError(f"--reference is only used with masks.backend 'reference' (this run: {cfg.backend!r})")
     mask = anatomy_mask(
-        image, backend=cfg.backend, body_threshold_hu=cfg.body_threshold_hu, fast=cfg.fast, image_path=image_path
+        image, backend=cfg.backend, body_threshold_hu=cfg.body_threshold_hu, fast=cfg.fast, image_path=image_path,
+        reference=reference,
     )
     counts = np.bincount(sitk.GetArrayViewFromImage(mask).ravel(), minlength=BODY + 1)
     log.info(

@@ -27,6 +27,7 @@ FORMATS = ("nifti", "dicom", "nrrd", "png_stack", "generated")
 REGIONS = ("han", "chest", "abdomen", "wholebody")
 TASKS = ("pretrain", "denoising", "anomaly", "super_resolution", "lesion")
 CASE_UNITS = ("volumes", "slices")
+LABEL_SPACES = ("own", "totalsegmentator")
 ARCHIVE_KINDS = ("zip", "tar", "tar.gz", "tar.bz2", "tar.xz", "none")
 
 _NAME_RE = re.compile(r"^[a-z0-9_]+$")
@@ -66,6 +67,10 @@ class DatasetSpec:
     files: tuple[RemoteFile, ...]
     lesion_glob: str | None
     label_glob: str | None
+    label_space: str
+    """``"own"``: the ``label_glob`` files use the dataset's own classes (e.g. StructSeg's organs at risk);
+    ``"totalsegmentator"``: they are in the project's label space (:mod:`meddiff.labels`), so they can stand in
+    for computed masks (``masks.backend: reference``)."""
     region_table: str | None
     """TSV (columns ``case``, ``region``) inside the dataset folder giving each case's own region, for datasets
     that mix regions; without it every case gets ``regions``."""
@@ -73,7 +78,8 @@ class DatasetSpec:
 
 
 _REQUIRED = ("name", "title", "regions", "cases", "tasks", "format", "access", "licence", "image_glob")
-_OPTIONAL = ("case_unit", "homepage", "placement", "files", "lesion_glob", "label_glob", "region_table", "notes")
+_OPTIONAL = ("case_unit", "homepage", "placement", "files", "lesion_glob", "label_glob", "label_space", "region_table",
+             "notes")
 _FILE_REQUIRED = ("url", "filename", "archive")
 _FILE_OPTIONAL = ("sha256", "md5")
 
@@ -203,6 +209,7 @@ def _dataset_spec(path: Path, index: int, raw: Any) -> DatasetSpec:
         files=files,
         lesion_glob=entry.glob("lesion_glob", optional=True),
         label_glob=entry.glob("label_glob", optional=True),
+        label_space=entry.choice("label_space", LABEL_SPACES) if "label_space" in raw else "own",
         region_table=entry.glob("region_table", optional=True),
         notes=entry.text("notes", optional=True),
     )
@@ -236,3 +243,14 @@ def dataset_spec(registry: dict[str, DatasetSpec], name: str) -> DatasetSpec:
         return registry[name]
     except KeyError:
         raise ConfigError(f"unknown dataset {name!r}; the registry defines {sorted(registry)}") from None
+
+
+def require_reference_labels(spec: DatasetSpec) -> None:
+    """Raise :class:`ConfigError` unless ``spec`` ships labels in the project's label space, which
+    ``masks.backend: reference`` uses instead of computing masks."""
+    if spec.label_glob is None or spec.label_space != "totalsegmentator":
+        raise ConfigError(
+            f"masks.backend 'reference' uses the labels a dataset ships, but {spec.name!r} has "
+            + ("no label_glob" if spec.label_glob is None else f"labels in its own classes (label_space: {spec.label_space})")
+            + " in the registry; use masks.backend: totalsegmentator (or threshold) for it"
+        )

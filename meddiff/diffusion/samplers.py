@@ -10,12 +10,18 @@ region condition) to the network and knows nothing of windows. MONAI's scheduler
 DDIM timesteps: MONAI 1.6's ``DDIMScheduler.set_timesteps`` spaces timesteps by ``linspace(T-1, 0, k)``
 (stride (T-1)/(k-1), e.g. 999, 888, ..., 0) while ``step`` moves to ``t - T // k`` (999 -> 899): every step
 lands on a noise level other than the one the next network call is told (the same mismatch is reported
-upstream for diffusers' DDIM with ``timestep_spacing="linspace"``). We therefore set the "trailing"
-spacing t_i = T-1 - i * (T // k), i = 0..k-1, which is exactly what ``step`` assumes and starts at the
-pure-noise level T-1 of x_T. The result is the last step's x̂_0: identical to DDIM's x_0 when k divides T
-(the last step then moves to ᾱ = 1), otherwise the estimate from t = T-1-(k-1)(T//k) < 2 T/k.
-With this spacing MONAI's DDIM on an exact-ε oracle lands on x_0 to 1e-4; with its own spacing it is off
-by up to 0.6 (tests/diffusion/test_samplers.py).
+upstream for diffusers' DDIM with ``timestep_spacing="linspace"``). We therefore set the "leading" spacing
+of the DDIM paper, t_i = (k-1-i) * (T // k), i = 0..k-1 (900, 800, ..., 0 for T = 1000, k = 10), which is
+exactly what ``step`` assumes and ends on ᾱ = 1, so the result is DDIM's x_0.
+
+Why not start at T-1 ("trailing", 999, 899, ...): the cosine schedule's ᾱ_999 is ~2e-9, so the first x̂_0 =
+(x_t - sqrt(1-ᾱ) ε̂) / sqrt(ᾱ) multiplies any error of ε̂ by ~2e4; MONAI clips it to [-1, 1] (a random ±1
+pattern) and DDIM (η = 0) carries sqrt(ᾱ_899) = 0.15 of that pattern into x_899, where the network reads it
+as anatomy: the demo's samples came out as tissue-textured noise even where the condition said air. At
+t = 900 the amplification is sqrt((1-ᾱ)/ᾱ) = 6.4. Starting there from x_T ~ N(0, I) ignores the
+sqrt(ᾱ_900) = 0.15 signal share x_900 would have, as DDIM does (tested: a 1 % error of ε̂ moves the result
+by a few percent, not to ±1). With an exact-ε oracle MONAI's DDIM lands on x_0 to 1e-4; with its own
+spacing it is off by up to 0.6 (tests/diffusion/test_samplers.py).
 
 DPM-Solver is not offered: MONAI has none and diffusers is not installed.
 """
@@ -49,7 +55,7 @@ def make_sampling_scheduler(
     """Scheduler of the reverse process with its ``timesteps`` set (descending).
 
     Args:
-        sampler: "ddpm" (all T steps; ``steps`` must equal T) or "ddim" (η = 0, ``steps`` trailing timesteps).
+        sampler: "ddpm" (all T steps; ``steps`` must equal T) or "ddim" (η = 0, ``steps`` leading timesteps).
         num_train_timesteps: T of the trained model.
         schedule: the model's noise schedule ("cosine" in the paper).
         steps: number of reverse steps.
@@ -71,7 +77,7 @@ def make_sampling_scheduler(
         )
         scheduler.set_timesteps(steps)
         stride = num_train_timesteps // steps
-        scheduler.timesteps = (num_train_timesteps - 1) - stride * torch.arange(steps, dtype=torch.long)
+        scheduler.timesteps = stride * torch.arange(steps - 1, -1, -1, dtype=torch.long)
         return scheduler
     raise ConfigError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
 
@@ -106,8 +112,8 @@ def reverse_diffusion(
         timesteps: steps to run (default ``scheduler.timesteps``); tasks starting at t_start pass a tail.
 
     Returns:
-        (1, 1, Z, Y, X) the final state; for DDIM the last step's x̂_0 (identical to x_{-1} when T is a
-        multiple of the step count, see module docstring).
+        (1, 1, Z, Y, X) the final state; for DDIM the last step's x̂_0 (the last step moves to ᾱ = 1, so
+        this is x_0 itself, see module docstring).
     """
     steps = [int(t) for t in (scheduler.timesteps if timesteps is None else timesteps)]
     log.info(

@@ -3,7 +3,8 @@ crop it was conditioned on.
 
 Per case: MS-SSIM and an LPIPS-style distance (pairs real/synthetic), the HU histogram distance inside the
 body, and Dice between the anatomy condition and the anatomy the mask backend finds in the synthetic volume
-(the paper's organs per region; plus body/lung/bone, which every backend finds). Crop-level features of real
+(the paper's organs per region; plus body/lung/bone, which every backend finds). Generated volumes are segmented
+by :data:`meddiff.data.masks.EVALUATION_BACKEND` of the run's backend. Crop-level features of real
 and synthetic volumes are stored so that FID and MMD can be computed over any pool of cases (per region,
 overall) when the tables are made.
 """
@@ -24,7 +25,7 @@ from meddiff.atomic import atomic_path
 from meddiff.config import Config
 from meddiff.data.intensity import hu_to_unit, unit_to_hu
 from meddiff.data.manifest import evaluation_crops, read_manifest
-from meddiff.data.masks import anatomy_mask
+from meddiff.data.masks import BONE_HU, EVALUATION_BACKEND, anatomy_mask
 from meddiff.data.preprocess import load_crop
 from meddiff.errors import GeometryError, InputImageError
 from meddiff.config import Window
@@ -55,15 +56,32 @@ def coarse_dice(reference: np.ndarray, predicted: np.ndarray) -> dict[str, float
     return out
 
 
-def air_below_window(image: sitk.Image, window: Window) -> sitk.Image:
-    """The synthetic volume as the segmenter should see it: the model works in the region window, so every
-    intensity below the window (air, lung, fat below -120 HU in the abdomen window) comes out at the window
-    floor; voxels within 2 % of the window width above the floor are set to air (-1024 HU), as they would be in the scan the model imitates.
-    Without this the body threshold (-500 HU) cannot separate body from outside air in HaN and abdomen
-    windows, whose floors lie above it."""
-    array = sitk.GetArrayFromImage(image)
-    floor = window.bounds[0]
-    out = sitk.GetImageFromArray(np.where(array <= floor + 0.02 * window.width, -1024.0, array).astype(np.float32))
+CLIPPED_FRACTION = 0.02
+"""Voxels within this fraction of the window width of a window bound count as clipped at that bound."""
+CLIPPED_BONE_HU = 1000.0
+"""HU given to voxels clipped at a window ceiling that lies below the segmenter's bone threshold."""
+
+
+def undo_window_clipping(image: sitk.Image, window: Window) -> sitk.Image:
+    """The synthetic volume as the segmenter should see it.
+
+    The model works in the region window, so every intensity below the window (air, lung, fat below -120 HU in
+    the abdomen window) comes out at the window floor and everything above it (bone) at the ceiling, plus the
+    sampler's residual noise. Voxels whose 3x3x3 median lies within :data:`CLIPPED_FRACTION` of the window width
+    of the floor are set to air (-1024 HU); of the ceiling, when the ceiling is below the threshold backend's
+    bone level (:data:`meddiff.data.masks.BONE_HU`), to :data:`CLIPPED_BONE_HU`. All other voxels keep their
+    values. Without this the body threshold (-500 HU) cannot separate body from outside air, nor the bone
+    threshold find bone, in the HaN and abdomen windows (their bounds lie inside those thresholds); the median
+    keeps sampling noise around a bound from deciding (a plain test made whole noisy volumes "body").
+    """
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    median = sitk.GetArrayFromImage(sitk.Median(sitk.Cast(image, sitk.sitkFloat32), [1, 1, 1]))
+    low, high = window.bounds
+    margin = CLIPPED_FRACTION * window.width
+    out_array = np.where(median <= low + margin, -1024.0, array)
+    if high <= BONE_HU:
+        out_array = np.where(median >= high - margin, CLIPPED_BONE_HU, out_array)
+    out = sitk.GetImageFromArray(out_array.astype(np.float32))
     out.CopyInformation(image)
     return out
 
@@ -87,6 +105,8 @@ def evaluate_synthesis(
     rows = evaluation_crops(manifest, cfg.evaluation.synthesis_cases)
     extractor = load_feature_extractor(cfg.evaluation.medicalnet_weights, device)
     records, features = [], {}
+    # the reference backend only has labels for real scans; generated volumes are segmented by threshold
+    segmenter = EVALUATION_BACKEND[cfg.masks.backend]
     for row in tqdm(list(rows.itertuples(index=False)), desc="evaluate synthesis", disable=None):
         case_dir = Path(row.meta).parent
         real, reference, meta = load_crop(case_dir, row.region)
@@ -99,15 +119,15 @@ def evaluate_synthesis(
         fake = hu_to_unit(fake_hu, window).astype(np.float32)
         predicted = sitk.GetArrayFromImage(
             anatomy_mask(
-                air_below_window(fake_image, window),
-                backend=cfg.masks.backend,
+                undo_window_clipping(fake_image, window),
+                backend=segmenter,
                 body_threshold_hu=cfg.masks.body_threshold_hu,
                 fast=cfg.masks.fast,
             )
         )
         # The weights-free threshold backend finds none of the paper's organs reliably (it labels bone above
         # the lung apex "skull", which a crop without lungs cannot reproduce): only the coarse groups count.
-        organs = organ_dice(reference, predicted, row.region) if cfg.masks.backend == "totalsegmentator" else {}
+        organs = organ_dice(reference, predicted, row.region) if segmenter == "totalsegmentator" else {}
         coarse = coarse_dice(reference, predicted)
         record = {
             "dataset": row.dataset,

@@ -19,6 +19,7 @@ import SimpleITK as sitk
 
 from meddiff.config import Config, Window
 from meddiff.data.intensity import hu_to_unit
+from meddiff.data.masks import EVALUATION_BACKEND
 from meddiff.data.preprocess import load_crop
 from meddiff.diffusion.training import training_summary
 from meddiff.metrics.distribution import fid, mmd
@@ -124,8 +125,9 @@ def report_synthesis(results: Path, cfg: Config, cfg_path: Path, device: str = "
         f"FID, MMD and LPIPS-style distance use 3D features of {extractor}; FID/MMD pool {CROPS_PER_VOLUME} crops "
         f"of {FEATURE_CROP}^3 per volume.",
         "Dice: mean over the paper's organs of the region, between the anatomy condition and TotalSegmentator's "
-        "segmentation of the synthetic volume; n/a with the weights-free threshold mask backend "
-        f"(this run: {cfg.masks.backend}). 'Dice body/lung/bone' uses the coarse classes every backend finds.",
+        "segmentation of the synthetic volume; n/a unless the mask backend is TotalSegmentator (this run: "
+        f"{cfg.masks.backend}, synthetic volumes segmented by {EVALUATION_BACKEND[cfg.masks.backend]}). "
+        "'Dice body/lung/bone' uses the coarse classes every backend finds.",
         "HU W1 body: Wasserstein-1 distance (HU) between real and synthetic intensity histograms inside the body.",
     ]
     by_region = {"Region": pd.CategoricalDtype(["HaN", "Chest", "Abdomen", "Overall"], ordered=True)}

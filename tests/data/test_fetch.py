@@ -96,6 +96,18 @@ def test_nifti_cases_are_paired_with_lesions_and_macos_companions_skipped(tmp_pa
     assert [c.lesion for c in cases] == [None, folder / "Task06_Lung" / "labelsTr" / "lung_003.nii.gz", None]
 
 
+def test_phantom_cases_are_paired_with_their_shipped_labels(tmp_path):
+    folder = tmp_path / "phantom"
+    for case in ("phantom_chest_000", "phantom_han_000"):
+        touch(folder / "images" / f"{case}.nii.gz")
+    touch(folder / "labels" / "phantom_chest_000.nii.gz")
+    touch(folder / "cohort.tsv", b"case\tregion\nphantom_chest_000\tchest\nphantom_han_000\than\n")
+
+    cases = list_cases(REGISTRY["phantom"], folder)
+
+    assert [c.labels for c in cases] == [folder / "labels" / "phantom_chest_000.nii.gz", None]
+
+
 def test_case_ids_from_nested_layouts_are_sanitised_and_paired(tmp_path):
     folder = tmp_path / "autopet"
     patient = folder / "FDG-PET-CT-Lesions" / "PETCT_0af7ffe12a"
@@ -132,10 +144,13 @@ def test_empty_folder_has_no_cases(tmp_path):
 
 
 def test_case_index_round_trip(tmp_path):
-    cases = [CaseFiles("a", tmp_path / "a.nii.gz", None), CaseFiles("b", tmp_path / "b.nii.gz", tmp_path / "bl.nii.gz")]
+    cases = [
+        CaseFiles("a", tmp_path / "a.nii.gz", None),
+        CaseFiles("b", tmp_path / "b.nii.gz", tmp_path / "bl.nii.gz", "chest", tmp_path / "b_labels.nii.gz"),
+    ]
     index = tmp_path / "idx" / "demo.tsv"
     write_case_index(index, "demo", cases)
-    assert index.read_text().splitlines()[0].split("\t") == ["dataset", "case", "image", "lesion", "region"]
+    assert index.read_text().splitlines()[0].split("\t") == ["dataset", "case", "image", "lesion", "region", "labels"]
     assert read_case_index(index) == cases
     assert sorted(p.name for p in index.parent.iterdir()) == ["demo.tsv"]
     with pytest.raises(DatasetMissingError, match="meddiff fetch"):

@@ -1,5 +1,5 @@
 """Anatomy masks: the threshold backend against synthetic anatomy, orientation handling, the mask file writer,
-and TotalSegmentator's missing-weights error."""
+the reference backend's checks, and TotalSegmentator's missing-weights error."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ct_builders import dice, synthetic_torso  # tests/data/ct_builders.py
 
 from meddiff.config import MasksConfig
 from meddiff.data.masks import GENERIC_BONE, anatomy_mask, check_totalsegmentator_weights, make_anatomy_mask
-from meddiff.errors import WeightsMissingError
+from meddiff.errors import ConfigError, GeometryError, InputImageError, WeightsMissingError
 from meddiff.labels import BODY, class_index, indices
 
 
@@ -101,6 +101,58 @@ def test_make_anatomy_mask_writes_a_uint8_mask_on_the_image_grid(tmp_path, torso
     assert mask.GetSize() == torso.image.GetSize()
     np.testing.assert_allclose(mask.GetOrigin(), torso.image.GetOrigin())
     assert sorted(p.name for p in out.parent.iterdir()) == ["ct_mask.nii.gz"]
+
+
+REFERENCE = MasksConfig(backend="reference", body_threshold_hu=-500, fast=False)
+
+
+def _labels_like(image: sitk.Image, array: np.ndarray) -> sitk.Image:
+    out = sitk.GetImageFromArray(array.astype(np.uint8))
+    out.CopyInformation(image)
+    return out
+
+
+def test_reference_backend_keeps_shipped_organs_and_adds_body(tmp_path, torso):
+    src = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(torso.image, str(src))
+    shape = sitk.GetArrayViewFromImage(torso.image).shape
+    shipped = np.zeros(shape, dtype=np.uint8)
+    liver = class_index()["liver"]
+    centre = tuple(n // 2 for n in shape)
+    shipped[centre[0] - 2 : centre[0] + 2, centre[1] - 2 : centre[1] + 2, centre[2] - 2 : centre[2] + 2] = liver
+    ref = tmp_path / "labels.nii.gz"
+    sitk.WriteImage(_labels_like(torso.image, shipped), str(ref))
+    out = tmp_path / "mask.nii.gz"
+
+    make_anatomy_mask(src, out, REFERENCE, ref)
+
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    body = _threshold(torso.image) > 0
+    np.testing.assert_array_equal(mask == liver, shipped == liver)  # shipped organs unchanged
+    np.testing.assert_array_equal(mask == BODY, body & (shipped == 0))  # unclaimed body voxels become body
+    assert not mask[~body & (shipped == 0)].any()
+
+
+def test_reference_backend_rejects_missing_misplaced_and_foreign_labels(tmp_path, torso):
+    src = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(torso.image, str(src))
+    shape = sitk.GetArrayViewFromImage(torso.image).shape
+    with pytest.raises(ConfigError, match="label_glob"):
+        make_anatomy_mask(src, tmp_path / "a.nii.gz", REFERENCE)
+    shifted = _labels_like(torso.image, np.zeros(shape))
+    shifted.SetOrigin(tuple(o + 25.0 for o in torso.image.GetOrigin()))
+    sitk.WriteImage(shifted, str(tmp_path / "shifted.nii.gz"))
+    with pytest.raises(GeometryError, match="origin"):
+        make_anatomy_mask(src, tmp_path / "b.nii.gz", REFERENCE, tmp_path / "shifted.nii.gz")
+    foreign = sitk.GetImageFromArray(np.full(shape, 200, dtype=np.uint16))  # not the 0..118 label space
+    foreign.CopyInformation(torso.image)
+    sitk.WriteImage(foreign, str(tmp_path / "foreign.nii.gz"))
+    with pytest.raises(InputImageError, match="0..118"):
+        make_anatomy_mask(src, tmp_path / "c.nii.gz", REFERENCE, tmp_path / "foreign.nii.gz")
+    threshold = MasksConfig(backend="threshold", body_threshold_hu=-500, fast=False)
+    with pytest.raises(ConfigError, match="only used"):
+        make_anatomy_mask(src, tmp_path / "d.nii.gz", threshold, tmp_path / "shifted.nii.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct.nii.gz", "foreign.nii.gz", "shifted.nii.gz"]
 
 
 @pytest.mark.parametrize("fast, folder", [(False, "Dataset291"), (True, "Dataset297")])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meddiff.data.registry import dataset_spec, load_registry
+from meddiff.data.registry import dataset_spec, load_registry, require_reference_labels
 from meddiff.errors import ConfigError
 
 REGISTRY = Path(__file__).resolve().parents[2] / "config" / "datasets.yaml"
@@ -110,3 +110,14 @@ def test_duplicate_names_and_unknown_lookups_are_rejected(tmp_path):
     registry = load_registry(write_registry(tmp_path, [entry()]))
     with pytest.raises(ConfigError, match="unknown dataset 'dmeo'.*demo"):
         dataset_spec(registry, "dmeo")
+
+
+def test_reference_labels_need_a_label_glob_in_the_project_label_space(tmp_path, registry):
+    require_reference_labels(registry["phantom"])  # ships TotalSegmentator-space labels
+    with pytest.raises(ConfigError, match="own classes"):
+        require_reference_labels(registry["structseg"])  # its labels are organs at risk, numbered its own way
+    spec = load_registry(write_registry(tmp_path, [entry()]))["demo"]
+    with pytest.raises(ConfigError, match="no label_glob"):
+        require_reference_labels(spec)
+    with pytest.raises(ConfigError, match="label_space"):
+        load_registry(write_registry(tmp_path, [entry(label_glob="l/*.nii.gz", label_space="custom")]))

@@ -73,6 +73,16 @@ def test_config_typo_is_rejected(tmp_path):
     assert "stpes" in proc.stdout + proc.stderr
 
 
+def test_reference_masks_on_datasets_without_shipped_labels_stop_before_any_job(tmp_path):
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text(encoding="utf-8"))
+    cfg["masks"]["backend"] = "reference"
+    bad = tmp_path / "reference.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = snakemake("-n", "--configfile", str(bad), check=False)
+    assert proc.returncode != 0
+    assert "masks.backend 'reference'" in proc.stdout + proc.stderr
+
+
 def tiny_config(tmp_path: Path) -> Path:
     """The demo config shrunk to minutes: 8 cases, a few training steps, 3 sampling steps."""
     cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text(encoding="utf-8"))

@@ -5,8 +5,9 @@ import yaml
 
 from meddiff.config import FOUNDATION_RUN, config_from_dict
 from meddiff.data.fetch import read_case_index
+from meddiff.errors import DatasetMissingError
 from meddiff.data.manifest import evaluation_crops, read_manifest
-from meddiff.data.registry import dataset_spec, load_registry
+from meddiff.data.registry import dataset_spec, load_registry, require_reference_labels
 
 CFG = config_from_dict(config)
 RUN = CFG.run
@@ -60,6 +61,19 @@ def raw_image(wildcards):
     return str(dataset_cases(wildcards.dataset)[wildcards.case].image)
 
 
+def reference_labels(wildcards):
+    """The case's shipped label map when masks.backend is 'reference' (else nothing)."""
+    if CFG.masks.backend != "reference":
+        return []
+    labels = dataset_cases(wildcards.dataset)[wildcards.case].labels
+    if labels is None:
+        raise DatasetMissingError(
+            f"{wildcards.dataset}/{wildcards.case}: no label file matches the registry's label_glob, "
+            "which masks.backend 'reference' needs"
+        )
+    return [str(labels)]
+
+
 def raw_lesion(wildcards):
     lesion = dataset_cases(wildcards.dataset)[wildcards.case].lesion
     return [str(lesion)] if lesion else []
@@ -83,6 +97,11 @@ def case_caches(wildcards):
 def preprocessed_datasets():
     """Datasets that go through masks and preprocessing (2D PNG stacks do not)."""
     return [d for d in ALL_DATASETS if REGISTRY[d].format != "png_stack"]
+
+
+if CFG.masks.backend == "reference":
+    for _name in preprocessed_datasets():
+        require_reference_labels(REGISTRY[_name])  # fails here, before any job runs
 
 
 def all_targets():

@@ -1,6 +1,7 @@
 rule masks:
     input:
         image=raw_image,
+        reference=reference_labels,
     output:
         mask=f"{R}/masks/{{dataset}}/{{case}}.nii.gz",
     log:
@@ -14,5 +15,8 @@ rule masks:
     params:
         config=RESOLVED,
         masks=CFG.masks,
+        reference=lambda wildcards, input: (
+            f"--reference {input.reference}" if input.reference else ""
+        ),
     shell:
-        "meddiff masks {input.image} {output.mask} --config {params.config} > {log} 2>&1"
+        "meddiff masks {input.image} {output.mask} --config {params.config} {params.reference} > {log} 2>&1"
