@@ -248,9 +248,13 @@ def dataset_spec(registry: dict[str, DatasetSpec], name: str) -> DatasetSpec:
 def require_reference_labels(spec: DatasetSpec) -> None:
     """Raise :class:`ConfigError` unless ``spec`` ships labels in the project's label space, which
     ``masks.backend: reference`` uses instead of computing masks."""
-    if spec.label_glob is None or spec.label_space != "totalsegmentator":
-        raise ConfigError(
-            f"masks.backend 'reference' uses the labels a dataset ships, but {spec.name!r} has "
-            + ("no label_glob" if spec.label_glob is None else f"labels in its own classes (label_space: {spec.label_space})")
-            + " in the registry; use masks.backend: totalsegmentator (or threshold) for it"
-        )
+    if spec.label_glob is None:
+        problem = "no label_glob"
+    elif spec.label_space != "totalsegmentator":
+        problem = f"labels in its own classes (label_space: {spec.label_space})"
+    else:
+        return
+    raise ConfigError(
+        f"masks.backend 'reference' uses the labels a dataset ships, but {spec.name!r} has {problem} in the "
+        "registry; use masks.backend: totalsegmentator (or threshold) for it"
+    )

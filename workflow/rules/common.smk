@@ -5,9 +5,9 @@ import yaml
 
 from meddiff.config import FOUNDATION_RUN, config_from_dict
 from meddiff.data.fetch import read_case_index
-from meddiff.errors import DatasetMissingError
 from meddiff.data.manifest import evaluation_crops, read_manifest
 from meddiff.data.registry import dataset_spec, load_registry, require_reference_labels
+from meddiff.errors import DatasetMissingError
 
 CFG = config_from_dict(config)
 RUN = CFG.run
