@@ -23,13 +23,13 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from meddiff.config import ModelConfig, SamplingConfig, Window
 from meddiff.data.intensity import unit_to_hu
+from meddiff.diffusion.checkpoint import LoadedModel, load_model
 from meddiff.diffusion.samplers import make_sampling_scheduler, sample_volume
 from meddiff.diffusion.sliding_window import DEFAULT_BLEND, SlidingWindowPlan
 from meddiff.labels import BODY, REGIONS
@@ -71,17 +71,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_network(args) -> SimpleNamespace:
-    """The model to benchmark, as a LoadedModel-like object (network, num_train_timesteps, schedule)."""
+def load_network(args) -> LoadedModel:
+    """The model to benchmark: a trained model folder, or a randomly initialised network."""
     if args.model is not None:
-        from meddiff.diffusion.checkpoint import load_model
-
         return load_model(args.model, args.device)
     torch.manual_seed(args.seed)
     net = MedDiffUNet(ARCHITECTURES[args.architecture], "embedding")
     with torch.no_grad():  # MONAI zero-initialises the output layer; a random one gives non-trivial outputs
         net.unet.out[2].conv.reset_parameters()
-    return SimpleNamespace(network=net.to(args.device).eval(), num_train_timesteps=1000, schedule="cosine", info={})
+    return LoadedModel(network=net.to(args.device).eval(), num_train_timesteps=1000, schedule="cosine", info={})
 
 
 def centre_crop(a: np.ndarray, shape) -> np.ndarray:
@@ -109,7 +107,9 @@ def overhead(args, loaded, anatomy: np.ndarray) -> None:
     plan = SlidingWindowPlan(
         anatomy.shape, patch, args.overlap, anatomy, REGIONS.index(args.region), device, blend=args.blend
     )
-    scheduler = make_sampling_scheduler("ddim", loaded.num_train_timesteps, loaded.schedule, args.ddim_steps)
+    scheduler = make_sampling_scheduler(
+        "ddim", loaded.num_train_timesteps, loaded.schedule, args.ddim_steps, loaded.prediction
+    )
     t = int(scheduler.timesteps[len(scheduler.timesteps) // 2])
     x = torch.randn((1, 1, *anatomy.shape), generator=torch.Generator().manual_seed(args.seed)).to(device)
     # The same window batches the step evaluates, built beforehand so only the forwards are timed.

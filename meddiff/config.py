@@ -87,6 +87,7 @@ class ModelConfig:
 class DiffusionConfig:
     num_train_timesteps: int
     schedule: str
+    prediction: str = "epsilon"
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class AnomalyConfig:
     threshold: float
     cases: int
     slices_per_volume: int
+    remove_organ_offset: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A **model folder** rebuilds the network from the folder alone:
 
     architecture.json   MedDiffUNet.architecture(): model config + position mode
-    diffusion.json      {"num_train_timesteps": T, "schedule": "cosine"}
+    diffusion.json      {"num_train_timesteps": T, "schedule": "cosine", "prediction": "epsilon"}
     weights.pt          state dict (the EMA weights when EMA was on)
     training.json       variant, steps, seed, loss summary, ...
 
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from meddiff.atomic import atomic_dir
+from meddiff.diffusion.schedule import check_prediction
 from meddiff.errors import WeightsMissingError
 from meddiff.models.network import MedDiffUNet, build_from_architecture
 
@@ -46,27 +47,38 @@ class LoadedModel:
         num_train_timesteps: T of the noise schedule it was trained with.
         schedule: MONAI noise schedule name ("cosine", ...).
         info: the folder's training.json.
+        prediction: what the network outputs, "epsilon" or "v_prediction" (:mod:`meddiff.diffusion.schedule`).
     """
 
     network: MedDiffUNet
     num_train_timesteps: int
     schedule: str
     info: dict
+    prediction: str = "epsilon"
 
 
-def save_model(folder: Path, network: MedDiffUNet, *, num_train_timesteps: int, schedule: str, info: dict) -> Path:
+def save_model(
+    folder: Path,
+    network: MedDiffUNet,
+    *,
+    num_train_timesteps: int,
+    schedule: str,
+    info: dict,
+    prediction: str = "epsilon",
+) -> Path:
     """Write a model folder atomically (replacing an existing one) and return its path.
 
     Args:
         folder: destination folder.
         network: the (unwrapped) network whose weights to store, e.g. the EMA copy.
-        num_train_timesteps, schedule: the noise schedule (written to diffusion.json).
+        num_train_timesteps, schedule, prediction: the noise schedule and the network's prediction type
+            (written to diffusion.json).
         info: JSON-serialisable training metadata (written to training.json).
     """
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
         (tmp / "architecture.json").write_text(json.dumps(network.architecture(), indent=2) + "\n")
-        diffusion = {"num_train_timesteps": int(num_train_timesteps), "schedule": schedule}
+        diffusion = {"num_train_timesteps": int(num_train_timesteps), "schedule": schedule, "prediction": prediction}
         (tmp / "diffusion.json").write_text(json.dumps(diffusion, indent=2) + "\n")
         state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
         torch.save(state, tmp / "weights.pt")
@@ -99,6 +111,7 @@ def load_model(folder: Path, device: str | torch.device) -> LoadedModel:
         num_train_timesteps=int(diffusion["num_train_timesteps"]),
         schedule=str(diffusion["schedule"]),
         info=info,
+        prediction=check_prediction(str(diffusion.get("prediction", "epsilon"))),  # absent in older folders: ε
     )
 
 

@@ -39,7 +39,7 @@ from torch import nn
 from tqdm import tqdm
 
 from meddiff.config import SamplingConfig
-from meddiff.diffusion.schedule import make_scheduler
+from meddiff.diffusion.schedule import check_prediction, make_scheduler
 from meddiff.diffusion.sliding_window import DEFAULT_BLEND, SlidingWindowPlan
 from meddiff.errors import ConfigError
 from meddiff.labels import NULL_LABEL, REGIONS
@@ -50,7 +50,7 @@ SAMPLERS = ("ddpm", "ddim")
 
 
 def make_sampling_scheduler(
-    sampler: str, num_train_timesteps: int, schedule: str, steps: int
+    sampler: str, num_train_timesteps: int, schedule: str, steps: int, prediction: str = "epsilon"
 ) -> DDPMScheduler | DDIMScheduler:
     """Scheduler of the reverse process with its ``timesteps`` set (descending).
 
@@ -59,6 +59,7 @@ def make_sampling_scheduler(
         num_train_timesteps: T of the trained model.
         schedule: the model's noise schedule ("cosine" in the paper).
         steps: number of reverse steps.
+        prediction: the network's prediction type ("epsilon" or "v_prediction"); MONAI's step converts it.
     """
     if sampler == "ddpm":
         if steps != num_train_timesteps:
@@ -66,14 +67,17 @@ def make_sampling_scheduler(
                 f"sampling.steps={steps} with sampler 'ddpm': DDPM runs all num_train_timesteps="
                 f"{num_train_timesteps} steps; set steps to {num_train_timesteps} or use sampler 'ddim'"
             )
-        scheduler = make_scheduler(num_train_timesteps, schedule)
+        scheduler = make_scheduler(num_train_timesteps, schedule, prediction)
         scheduler.set_timesteps(num_train_timesteps)
         return scheduler
     if sampler == "ddim":
         if not 1 <= steps <= num_train_timesteps:
             raise ConfigError(f"sampling.steps={steps} must be in 1..num_train_timesteps={num_train_timesteps}")
         scheduler = DDIMScheduler(
-            num_train_timesteps=num_train_timesteps, schedule=schedule, prediction_type="epsilon", clip_sample=True
+            num_train_timesteps=num_train_timesteps,
+            schedule=schedule,
+            prediction_type=check_prediction(prediction),
+            clip_sample=True,
         )
         scheduler.set_timesteps(steps)
         stride = num_train_timesteps // steps
@@ -103,7 +107,7 @@ def reverse_diffusion(
     scheduler step on the whole volume (eq. 2 / DDIM).
 
     Args:
-        network: ε-prediction network in eval mode.
+        network: network in eval mode; predicts ε or v, as the scheduler's ``prediction_type`` says.
         plan: windows of the volume (built once, reused at every step).
         scheduler: from :func:`make_sampling_scheduler`.
         x_t: (1, 1, Z, Y, X) start state at the first of ``timesteps``.
@@ -177,7 +181,9 @@ def sample_volume(
         raise ValueError(f"anatomy labels must be in 0..{NULL_LABEL}, got {int(labels.min())}..{int(labels.max())}")
     network = loaded.network
     patch = tuple(patch_size) if patch_size is not None else tuple(network.model_config.patch_size)
-    scheduler = make_sampling_scheduler(sampling.sampler, loaded.num_train_timesteps, loaded.schedule, sampling.steps)
+    scheduler = make_sampling_scheduler(
+        sampling.sampler, loaded.num_train_timesteps, loaded.schedule, sampling.steps, loaded.prediction
+    )
     plan = SlidingWindowPlan(labels.shape, patch, sampling.overlap, labels, REGIONS.index(region), device, blend=sampling.blend)
 
     cpu_gen = torch.Generator().manual_seed(seed)

@@ -1,21 +1,49 @@
-"""The forward-process noise schedule β_1..β_T of eq. 1 (paper 4.1.2: T = 1000, cosine)."""
+"""The forward-process noise schedule β_1..β_T of eq. 1 (paper 4.1.2: T = 1000, cosine) and what the
+network predicts.
+
+Prediction types (``diffusion.prediction``):
+
+* ``epsilon`` (paper, eq. 3): the network predicts the noise ε.
+* ``v_prediction`` (Salimans & Ho 2022): it predicts v = sqrt(ᾱ_t) ε − sqrt(1 − ᾱ_t) x_0. Offered because at
+  the large t that decide the layout of a sample (and at anomaly detection's t = 950) an ε-network's x̂_0 =
+  (x_t − sqrt(1 − ᾱ) ε̂) / sqrt(ᾱ) multiplies its error by sqrt((1 − ᾱ)/ᾱ) (12.8 at t = 950 of the cosine
+  schedule), and its loss weights an x̂_0 error by the tiny ᾱ/(1 − ᾱ); with v both factors are ~1. A model
+  trained for the paper's GPU-weeks learns ε well enough; a CPU demo of minutes does not (measured: the
+  demo's ε-model ignored its anatomy condition when sampling from noise).
+
+MONAI's schedulers implement both (``prediction_type``); the tasks that write eq. 9 in terms of ε convert
+the network output with :func:`to_epsilon`, so their formulas stay the paper's.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 from monai.networks.schedulers import DDPMScheduler, NoiseSchedules
 
 from meddiff.errors import ConfigError
 
+PREDICTIONS = ("epsilon", "v_prediction")
 
-def make_scheduler(num_train_timesteps: int, schedule: str) -> DDPMScheduler:
-    """MONAI DDPM scheduler for ε-prediction (eqs. 1-2).
+
+def check_prediction(prediction: str) -> str:
+    """Return ``prediction`` or raise ConfigError naming the choices."""
+    if prediction not in PREDICTIONS:
+        raise ConfigError(f"unknown diffusion.prediction {prediction!r}; expected one of {PREDICTIONS}")
+    return prediction
+
+
+def make_scheduler(num_train_timesteps: int, schedule: str, prediction: str = "epsilon") -> DDPMScheduler:
+    """MONAI DDPM scheduler of the forward process (eqs. 1-2).
 
     Args:
         num_train_timesteps: T (1000 in the paper).
         schedule: a MONAI noise schedule name: "cosine" (paper), "linear_beta" or "scaled_linear_beta".
+        prediction: what the network predicts, one of :data:`PREDICTIONS` (paper: "epsilon").
 
     Returns:
-        ``DDPMScheduler`` with ``prediction_type="epsilon"`` and ``clip_sample=True`` (x̂_0 clipped to the
+        ``DDPMScheduler`` with ``prediction_type=prediction`` and ``clip_sample=True`` (x̂_0 clipped to the
         [-1, 1] intensity range); ``scheduler.alphas_cumprod`` is ᾱ_t as a (T,) tensor.
     """
     if schedule not in NoiseSchedules.names:
@@ -23,6 +51,52 @@ def make_scheduler(num_train_timesteps: int, schedule: str) -> DDPMScheduler:
     return DDPMScheduler(
         num_train_timesteps=num_train_timesteps,
         schedule=schedule,
-        prediction_type="epsilon",
+        prediction_type=check_prediction(prediction),
         clip_sample=True,
     )
+
+
+def training_target(
+    scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
+    """What the network is trained to output for x_t = add_noise(x0, noise, t): ε or v, shaped like ``x0``.
+
+    Args:
+        x0, noise: (B, 1, D, H, W); timesteps: (B,) long.
+    """
+    if scheduler.prediction_type == "v_prediction":
+        return scheduler.get_velocity(x0, noise, timesteps)
+    return noise
+
+
+def to_epsilon(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: float, prediction: str) -> torch.Tensor:
+    """The noise estimate ε̂ implied by a network output at one timestep (identity for ε-prediction).
+
+    For v: ε̂ = sqrt(1 − ᾱ) x_t + sqrt(ᾱ) v̂ (from x_t = sqrt(ᾱ) x_0 + sqrt(1 − ᾱ) ε and the definition of v).
+
+    Args:
+        output, x_t: tensors of the same shape, e.g. (1, 1, Z, Y, X); ``alpha_bar``: ᾱ_t of their timestep.
+    """
+    if check_prediction(prediction) == "epsilon":
+        return output
+    return (1.0 - alpha_bar) ** 0.5 * x_t + alpha_bar**0.5 * output
+
+
+def as_epsilon_fn(
+    output_fn: Callable[[torch.Tensor, int], torch.Tensor], alphas_cumprod: torch.Tensor, prediction: str
+) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """Turn ``output_fn(x_t, t)`` (the network's output, e.g. a sliding-window mean) into ``ε̂(x_t, t)``.
+
+    Args:
+        output_fn: maps (1, 1, Z, Y, X) x_t and a timestep to the network output of the same shape.
+        alphas_cumprod: (T,) ᾱ_t of the model's schedule.
+        prediction: the model's prediction type.
+    """
+    if check_prediction(prediction) == "epsilon":
+        return output_fn
+
+    def eps_fn(x_t: torch.Tensor, t: int) -> torch.Tensor:
+        output = output_fn(x_t, t)
+        return to_epsilon(output, x_t.to(output), float(alphas_cumprod[t]), prediction)
+
+    return eps_fn

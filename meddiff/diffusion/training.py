@@ -1,6 +1,6 @@
 """Pre-training loop of the diffusion foundation model (paper 3.2, eq. 3; 4.1.2).
 
-ε-prediction with an L1 loss, timesteps uniform in [0, T), Adam, batch size 1 with 4 gradient accumulation
+ε-prediction (or v, ``diffusion.prediction``) with an L1 loss, timesteps uniform in [0, T), Adam, batch size 1 with 4 gradient accumulation
 steps at paper scale, optional EMA, bf16 autocast. Everything random is a function of (seed, step):
 
 * the data of micro-batch m of step s (:mod:`meddiff.diffusion.training_data`),
@@ -44,7 +44,7 @@ from meddiff.diffusion.checkpoint import (
     training_state_step,
 )
 from meddiff.diffusion.distributed import DistributedContext, distributed_context
-from meddiff.diffusion.schedule import make_scheduler
+from meddiff.diffusion.schedule import make_scheduler, training_target
 from meddiff.diffusion.training_data import MultilevelTrainingDataset, StepBatchSampler
 from meddiff.diffusion.training_log import LossLog, training_summary
 from meddiff.errors import ConfigError, WeightsMissingError
@@ -74,7 +74,8 @@ def diffusion_loss(
     device: torch.device,
     precision: str,
 ) -> torch.Tensor:
-    """L1 form of eq. 3: |ε - ε_θ(x_t, t, p_e, c_r, c_a)| averaged over voxels, t ~ U{0..T-1}.
+    """L1 form of eq. 3: |ε - ε_θ(x_t, t, p_e, c_r, c_a)| averaged over voxels, t ~ U{0..T-1} (the target is v
+    instead of ε when the scheduler's prediction type says so, :func:`training_target`).
 
     Args:
         batch: x0 (B, 1, D, H, W), anatomy (B, D, H, W), coords (B, 3, D, H, W), region (B,).
@@ -92,7 +93,7 @@ def diffusion_loss(
             batch["region"].to(device, non_blocking=True),
             batch["coords"].to(device, non_blocking=True),
         )
-    return F.l1_loss(eps.float(), noise)
+    return F.l1_loss(eps.float(), training_target(scheduler, x0, noise, timesteps))
 
 
 def finished_steps(model_dir: Path) -> int | None:
@@ -188,7 +189,7 @@ class _TrainingRun:
         self.network = MedDiffUNet(model, variant.position).to(ctx.device)
         self.ema = make_ema(self.network, training.ema_decay)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=training.lr)
-        self.scheduler = make_scheduler(diffusion.num_train_timesteps, diffusion.schedule)
+        self.scheduler = make_scheduler(diffusion.num_train_timesteps, diffusion.schedule, diffusion.prediction)
         self.architecture = json.dumps(self.network.architecture(), sort_keys=True)
         self.step, self.elapsed_before = 0, 0.0
         self.window_sum, self.window_steps = 0.0, 0
@@ -347,6 +348,7 @@ class _TrainingRun:
                 weights,
                 num_train_timesteps=self.diffusion.num_train_timesteps,
                 schedule=self.diffusion.schedule,
+                prediction=self.diffusion.prediction,
                 info=info,
             )
             logger.info("wrote %s (%d steps)", self.out_dir / "model", self.step)

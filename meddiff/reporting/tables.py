@@ -117,13 +117,17 @@ def _git_commit() -> str:
 
 def provenance(cfg_path: str | Path, cfg: Config, *, data: str, scale: str) -> dict[str, str]:
     """The standard provenance of a table: config file, run name, scale (e.g. :data:`DEMO_SCALE`), data
-    description, seed, meddiff version, git commit (if the package is in a git checkout) and UTC date."""
+    description, seed, diffusion setup, meddiff version, git commit (if the package is in a git checkout) and
+    UTC date."""
+    d = cfg.diffusion
+    paper = "" if d.prediction == "epsilon" else " (paper: epsilon)"
     return {
         "config": str(cfg_path),
         "run": cfg.run,
         "scale": scale,
         "data": data,
         "seed": str(cfg.seed),
+        "diffusion": f"{d.prediction} prediction{paper}, {d.schedule} schedule, T = {d.num_train_timesteps}",
         "meddiff": meddiff.__version__,
         "git commit": _git_commit(),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -36,7 +36,7 @@ from meddiff.atomic import atomic_path, write_text
 from meddiff.config import DenoisingConfig, SamplingConfig, Window
 from meddiff.data.intensity import hu_to_unit, unit_to_hu
 from meddiff.diffusion.checkpoint import load_model
-from meddiff.diffusion.schedule import make_scheduler
+from meddiff.diffusion.schedule import as_epsilon_fn, make_scheduler
 from meddiff.diffusion.sliding_window import SlidingWindowPlan
 from meddiff.errors import ConfigError, GeometryError
 from meddiff.labels import NULL_LABEL, REGIONS
@@ -129,7 +129,7 @@ def meddiff_fm_denoise(
     return restore_out_of_window(x0[0, 0].cpu().numpy(), low_hu, window, margin_hu=3 * sigma_hu)
 
 
-def model_eps_fn(
+def model_output_fn(
     network: torch.nn.Module,
     anatomy: np.ndarray | None,
     region: str,
@@ -139,7 +139,8 @@ def model_eps_fn(
     sampling: SamplingConfig,
     device: str | torch.device,
 ) -> EpsFn:
-    """ε_θ(x_t, t) of a whole volume: the sliding-window mean of the patch estimates (paper 3.3).
+    """The network output of a whole volume at (x_t, t): the sliding-window mean of the patch outputs (paper
+    3.3); ε̂ for an ε-model, v̂ for a v-model (:func:`meddiff.diffusion.schedule.as_epsilon_fn` converts).
 
     ``anatomy`` None -> NULL_LABEL everywhere (no anatomy condition).
     """
@@ -154,10 +155,10 @@ def model_eps_fn(
 
 
 @functools.lru_cache(maxsize=1)
-def _load(model_dir: Path, device: str) -> tuple[torch.nn.Module, torch.Tensor]:
-    """(network, alphas_cumprod) of a model folder; cached so that a run loads its model once."""
+def _load(model_dir: Path, device: str) -> tuple[LoadedModel, torch.Tensor]:
+    """(model, alphas_cumprod) of a model folder; cached so that a run loads its model once."""
     loaded = load_model(model_dir, device)
-    return loaded.network, make_scheduler(loaded.num_train_timesteps, loaded.schedule).alphas_cumprod
+    return loaded, make_scheduler(loaded.num_train_timesteps, loaded.schedule).alphas_cumprod
 
 
 def denoise_case(
@@ -194,10 +195,11 @@ def denoise_case(
         raise GeometryError(
             f"{region} case: low-dose {np.shape(low_hu)} and full-dose {np.shape(full_hu)} grids differ"
         )
-    network, abar = _load(Path(model_dir), str(device))
-    eps_fn = model_eps_fn(
-        network, anatomy, region, np.shape(low_hu), patch_size=patch_size, sampling=sampling, device=device
+    loaded, abar = _load(Path(model_dir), str(device))
+    output_fn = model_output_fn(
+        loaded.network, anatomy, region, np.shape(low_hu), patch_size=patch_size, sampling=sampling, device=device
     )
+    eps_fn = as_epsilon_fn(output_fn, abar, loaded.prediction)
     sigma_hu = sigma_n * window.width / 2 if sigma_hu is None else sigma_hu
     eval_win = tuple(cfg.window)
     return {

@@ -51,13 +51,22 @@ def test_model_folder_round_trip_rebuilds_the_same_network(tmp_path):
         ["architecture.json", "diffusion.json", "weights.pt", "training.json"]
     )
     loaded = load_model(tmp_path / "model", "cpu")
-    assert loaded.num_train_timesteps == 100 and loaded.schedule == "cosine"
+    assert loaded.num_train_timesteps == 100 and loaded.schedule == "cosine" and loaded.prediction == "epsilon"
     assert loaded.info == {"steps": 7, "seed": 3}
     assert not loaded.network.training
     with torch.no_grad():
         assert torch.equal(network(*network_inputs()), loaded.network(*network_inputs()))
     # weights.pt is a plain state dict: loadable with weights_only
     torch.load(tmp_path / "model" / "weights.pt", weights_only=True)
+
+
+def test_model_folder_records_the_prediction_type_and_older_folders_mean_epsilon(tmp_path):
+    network = MedDiffUNet(tiny_model(), "none")
+    save_model(tmp_path / "v", network, num_train_timesteps=10, schedule="cosine", info={}, prediction="v_prediction")
+    assert load_model(tmp_path / "v", "cpu").prediction == "v_prediction"
+    save_model(tmp_path / "old", network, num_train_timesteps=10, schedule="cosine", info={})
+    (tmp_path / "old" / "diffusion.json").write_text('{"num_train_timesteps": 10, "schedule": "cosine"}')
+    assert load_model(tmp_path / "old", "cpu").prediction == "epsilon"
 
 
 def test_load_model_names_the_folder_when_incomplete(tmp_path):

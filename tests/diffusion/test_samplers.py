@@ -33,17 +33,19 @@ def voxel_index(coords: torch.Tensor, shape) -> tuple[torch.Tensor, ...]:
 
 
 class X0Oracle(nn.Module):
-    """ε = (x_t - sqrt(ᾱ_t) x0) / sqrt(1 - ᾱ_t) for a known x0, read at each window's whole-volume
-    coordinates (so it is right only if every window gets its own coordinates and crop of x_t)."""
+    """ε = (x_t - sqrt(ᾱ_t) x0) / sqrt(1 - ᾱ_t) (or v = sqrt(ᾱ_t) ε - sqrt(1 - ᾱ_t) x0) for a known x0, read at
+    each window's whole-volume coordinates (so it is right only if every window gets its own coordinates and
+    crop of x_t)."""
 
-    def __init__(self, x0: torch.Tensor, alphas_cumprod: torch.Tensor):
+    def __init__(self, x0: torch.Tensor, alphas_cumprod: torch.Tensor, prediction: str = "epsilon"):
         super().__init__()
-        self.x0, self.ab = x0, alphas_cumprod
+        self.x0, self.ab, self.prediction = x0, alphas_cumprod, prediction
 
     def forward(self, x_t, timesteps, anatomy, region, coords):
         x0 = self.x0[voxel_index(coords, self.x0.shape)][:, None]
         ab = self.ab[timesteps].view(-1, 1, 1, 1, 1)
-        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+        eps = (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+        return eps if self.prediction == "epsilon" else ab.sqrt() * eps - (1 - ab).sqrt() * x0
 
 
 class NoiseOracle(nn.Module):
@@ -73,8 +75,10 @@ class Spy(nn.Module):
         return 0.1 * x_t
 
 
-def loaded(network: nn.Module, num_train_timesteps: int = 50):
-    return SimpleNamespace(network=network, num_train_timesteps=num_train_timesteps, schedule="cosine", info={})
+def loaded(network: nn.Module, num_train_timesteps: int = 50, prediction: str = "epsilon"):
+    return SimpleNamespace(
+        network=network, num_train_timesteps=num_train_timesteps, schedule="cosine", info={}, prediction=prediction
+    )
 
 
 @pytest.mark.parametrize("T, k", [(1000, 10), (1000, 30), (100, 7), (50, 50)])
@@ -102,14 +106,15 @@ def test_ddim_follows_the_trajectory_of_a_known_image_and_noise(error, tolerance
     assert (err.max() if error == 0 else err.mean()) < tolerance
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
 @pytest.mark.parametrize("sampler, T, steps", [("ddim", 1000, 10), ("ddpm", 20, 20)])
-def test_sampler_with_an_x0_oracle_recovers_x0(sampler, T, steps):
+def test_sampler_with_an_x0_oracle_recovers_x0(sampler, T, steps, prediction):
     x0 = smooth_volume(SHAPE, seed=1)
     scheduler = make_sampling_scheduler(sampler, T, "cosine", steps)
-    oracle = X0Oracle(x0, scheduler.alphas_cumprod)
+    oracle = X0Oracle(x0, scheduler.alphas_cumprod, prediction)
     sampling = SamplingConfig(sampler=sampler, steps=steps, overlap=0.5, patch_batch_size=3, blend="gaussian")
     out = sample_volume(
-        loaded(oracle, T),
+        loaded(oracle, T, prediction),
         np.zeros(SHAPE, np.uint8),
         "abdomen",
         sampling=sampling,

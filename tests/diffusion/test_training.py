@@ -34,12 +34,12 @@ def dataset(manifest, **overrides):
     return MultilevelTrainingDataset(manifest, **values)
 
 
-def run(manifest, out_dir, continue_from=None, **training):
+def run(manifest, out_dir, continue_from=None, diffusion=DIFFUSION, **training):
     return train(
         manifest,
         out_dir,
         model=tiny_model(),
-        diffusion=DIFFUSION,
+        diffusion=diffusion,
         training=tiny_training(**training),
         variant=VARIANT,
         seed=3,
@@ -154,6 +154,26 @@ def assert_same_tensors(a: dict, b: dict):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_v_prediction_trains_on_v_and_the_model_folder_says_so(tmp_path, manifest, monkeypatch):
+    import meddiff.diffusion.training as training_mod
+
+    targets = []
+    real_target = training_mod.training_target
+
+    def spy(scheduler, x0, noise, timesteps):
+        target = real_target(scheduler, x0, noise, timesteps)
+        targets.append((target, x0, noise, scheduler.alphas_cumprod[timesteps].view(-1, 1, 1, 1, 1)))
+        return target
+
+    monkeypatch.setattr(training_mod, "training_target", spy)
+    diffusion = dataclasses.replace(DIFFUSION, prediction="v_prediction")
+    model_dir = run(manifest, tmp_path / "out", steps=2, log_every=1, checkpoint_every=2, diffusion=diffusion)
+    assert load_model(model_dir, "cpu").prediction == "v_prediction"
+    assert len(targets) == 4  # 2 steps x 2 accumulated micro-batches
+    for target, x0, noise, abar in targets:
+        assert torch.allclose(target, abar.sqrt() * noise - (1 - abar).sqrt() * x0, atol=1e-6)
 
 
 def test_training_writes_loss_log_model_folder_and_checkpoint(tmp_path, manifest):

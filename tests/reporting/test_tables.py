@@ -1,5 +1,6 @@
 """CSV/Markdown tables with provenance."""
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -7,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from meddiff.config import DiffusionConfig
 from meddiff.reporting.tables import (
     DEMO_SCALE,
     SOURCE_PAPER,
@@ -66,8 +68,12 @@ def test_paper_rows_quote_table3():
 
 
 def test_provenance_fields(tmp_path):
-    cfg = SimpleNamespace(run="demo", seed=42)  # provenance reads only run and seed
+    diffusion = DiffusionConfig(num_train_timesteps=1000, schedule="cosine", prediction="v_prediction")
+    cfg = SimpleNamespace(run="demo", seed=42, diffusion=diffusion)  # provenance reads only these
     p = provenance(tmp_path / "demo.yaml", cfg, data="phantom cohort, 2 test cases", scale=DEMO_SCALE)
     assert p["config"].endswith("demo.yaml") and p["run"] == "demo" and p["seed"] == "42"
     assert p["data"] == "phantom cohort, 2 test cases" and p["scale"] == DEMO_SCALE
+    assert p["diffusion"] == "v_prediction prediction (paper: epsilon), cosine schedule, T = 1000"
     assert p["meddiff"] and p["git commit"] and p["date"].endswith("UTC")
+    cfg = SimpleNamespace(run="paper", seed=0, diffusion=dataclasses.replace(diffusion, prediction="epsilon"))
+    assert provenance(tmp_path / "c.yaml", cfg, data="", scale="")["diffusion"].startswith("epsilon prediction, ")

@@ -75,6 +75,20 @@ def test_true_noise_gives_a_zero_map():
     assert wrong_seed[organ].mean() > 0.1
 
 
+def test_removing_the_organ_offset_keeps_the_lesion_and_drops_a_brightness_error():
+    """A reconstruction of the healthy liver that is 0.2 too dark everywhere: the plain map is >= 0.2 on the
+    whole liver; without the organ's median offset, only the lesion stands out."""
+    healthy, image, labels, lesion = _phantom_liver(3, lesion=True)
+    organ = organ_mask_from_labels(labels, [LIVER])
+    darker = _masked(np.where(organ, healthy - 0.2, healthy), organ)
+    eps_fn = _oracle_eps_fn(darker, 0.0, seed=0)
+    plain = anomaly_map(eps_fn, image, organ, ALPHAS, timestep=950, seed=2)
+    fixed = anomaly_map(eps_fn, image, organ, ALPHAS, timestep=950, seed=2, remove_organ_offset=True)
+    assert plain[organ & ~lesion].min() > 0.19
+    np.testing.assert_allclose(fixed, np.where(organ, np.abs(image - healthy), 0.0), atol=2e-3)
+    assert fixed[lesion].min() > 0.5 and not fixed[~organ].any()
+
+
 def test_model_sees_the_masked_image_noised_at_the_fixed_timestep():
     _, image, labels, _ = _phantom_liver(1, lesion=True)
     organ = organ_mask_from_labels(labels, [LIVER])
@@ -248,7 +262,7 @@ def test_condition_label_replaces_the_organ_class_the_model_never_saw(monkeypatc
         seen["anatomy"] = np.asarray(anatomy)
         return lambda x_t, t: torch.zeros_like(x_t)
 
-    monkeypatch.setattr(anomaly_mod, "model_eps_fn", spy_eps_fn)
+    monkeypatch.setattr(anomaly_mod, "model_output_fn", spy_eps_fn)
     _, image, labels, _ = _phantom_liver(20, lesion=True)
     sampling = SamplingConfig(sampler="ddim", steps=10, overlap=0.25, patch_batch_size=4, blend="gaussian")
     kwargs = dict(cfg=CFG, sampling=sampling, patch_size=(8, 16, 16), spacing=(5.0, 5.0, 5.0), device="cpu", seed=1)
@@ -258,3 +272,32 @@ def test_condition_label_replaces_the_organ_class_the_model_never_saw(monkeypatc
     assert set(np.unique(seen["anatomy"][organ])) <= {LIVER}
     anomaly_map_for_case(loaded, image, labels, [LIVER], "abdomen", condition_label=BODY, **kwargs)
     assert set(np.unique(seen["anatomy"][organ])) == {BODY} and not seen["anatomy"][~organ].any()
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_anomaly_map_for_case_reads_the_output_as_the_models_prediction_type(monkeypatch, prediction):
+    """A network that outputs the exact ε (or v) of the healthy organ gives the map |image - healthy|, whichever
+    it predicts: the output is converted by the prediction type stored with the model."""
+    from meddiff.diffusion.checkpoint import LoadedModel
+    from meddiff.tasks import anomaly as anomaly_mod
+
+    healthy, image, labels, lesion = _phantom_liver(21, lesion=True)
+    organ = organ_mask_from_labels(labels, [LIVER])
+    target = torch.from_numpy(_masked(healthy, organ))[None, None]
+
+    def oracle_output_fn(loaded, anatomy, region, **kwargs):
+        def output(x_t, t):
+            a = float(ALPHAS[t])
+            eps = (x_t - a**0.5 * target) / (1 - a) ** 0.5
+            return eps if prediction == "epsilon" else a**0.5 * eps - (1 - a) ** 0.5 * target
+
+        return output
+
+    monkeypatch.setattr(anomaly_mod, "model_output_fn", oracle_output_fn)
+    sampling = SamplingConfig(sampler="ddim", steps=10, overlap=0.25, patch_batch_size=4, blend="gaussian")
+    loaded = LoadedModel(None, 1000, "cosine", {}, prediction=prediction)
+    amap = anomaly_map_for_case(loaded, image, labels, [LIVER], "abdomen", cfg=CFG, sampling=sampling,
+                                patch_size=(8, 16, 16), spacing=(5.0, 5.0, 5.0), device="cpu", seed=1)
+    expected = np.where(organ, np.abs(image - healthy), 0.0)
+    np.testing.assert_allclose(amap, expected, atol=1e-3)
+    assert amap[lesion].min() > 0.5

@@ -29,7 +29,7 @@ from meddiff.tasks.denoising import (
     estimate_sigma_n,
     evaluate_denoising,
     meddiff_fm_denoise,
-    model_eps_fn,
+    model_output_fn,
     restore_out_of_window,
     run_denoising_task,
     write_denoising_outputs,
@@ -203,13 +203,50 @@ def test_denoise_case_runs_model_and_baselines_on_one_grid(tmp_path):
                      sampling, (16, 16, 16), 0.14, "cpu", 0)  # fmt: skip
 
 
-def test_model_eps_fn_without_anatomy_uses_the_null_label():
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_denoise_case_gives_diffpir_the_noise_estimate_of_either_prediction_type(tmp_path, monkeypatch, prediction):
+    """The model's output (ε̂ or v̂ of a known image) reaches DiffPIR as ε̂, converted by the type stored with
+    the model folder."""
+    from meddiff.tasks import denoising as denoising_mod
+
+    case = _sim_case(slices=3)
+    shape = (1, 1, *case.low_hu.shape)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand(shape, generator=g) * 2 - 1, torch.randn(shape, generator=g)
+    abar = make_scheduler(1000, "cosine").alphas_cumprod
+
+    def oracle_output_fn(network, anatomy, region, shape, **kwargs):
+        def output(x_t, t):
+            a = float(abar[t])
+            return noise if prediction == "epsilon" else a**0.5 * noise - (1 - a) ** 0.5 * x0
+
+        return output
+
+    seen = {}
+
+    def spy_denoise(low_hu, eps_fn, alphas_cumprod, window, **kwargs):
+        t = 500
+        a = float(alphas_cumprod[t])
+        seen["eps"] = eps_fn(a**0.5 * x0 + (1 - a) ** 0.5 * noise, t)
+        return low_hu
+
+    monkeypatch.setattr(denoising_mod, "model_output_fn", oracle_output_fn)
+    monkeypatch.setattr(denoising_mod, "meddiff_fm_denoise", spy_denoise)
+    model_dir = save_model(tmp_path / prediction, _tiny_network(), num_train_timesteps=1000, schedule="cosine",
+                           info={}, prediction=prediction)  # fmt: skip
+    sampling = SamplingConfig(sampler="ddim", steps=2, overlap=0.25, patch_batch_size=2, blend="gaussian")
+    denoise_case(model_dir, case.low_hu, case.full_hu, None, "abdomen", WINDOWS["abdomen"], _cfg(), sampling,
+                 (16, 16, 16), 0.14, "cpu", 0)  # fmt: skip
+    torch.testing.assert_close(seen["eps"], noise, atol=1e-5, rtol=0)
+
+
+def test_model_output_fn_without_anatomy_uses_the_null_label():
     net, shape = _tiny_network(), (8, 20, 20)
     sampling = SamplingConfig("ddim", 2, 0.25, 2, "gaussian")
     x = torch.randn(1, 1, *shape, generator=torch.Generator().manual_seed(0))
 
     def eps(anatomy):
-        return model_eps_fn(net, anatomy, "chest", shape, patch_size=(16, 16, 16), sampling=sampling, device="cpu")(
+        return model_output_fn(net, anatomy, "chest", shape, patch_size=(16, 16, 16), sampling=sampling, device="cpu")(
             x, 10
         )
 
