@@ -12,7 +12,7 @@ Prediction types (``diffusion.prediction``):
   demo's ε-model ignored its anatomy condition when sampling from noise).
 
 MONAI's schedulers implement both (``prediction_type``); the tasks that write eq. 9 in terms of ε convert
-the network output with :func:`to_epsilon`, so their formulas stay the paper's.
+the network output with :func:`as_epsilon_fn`, so their formulas stay the paper's.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Pre-training loop of the diffusion foundation model (paper 3.2, eq. 3; 4.1.2).
 
-ε-prediction (or v, ``diffusion.prediction``) with an L1 loss, timesteps uniform in [0, T), Adam, batch size 1 with 4 gradient accumulation
-steps at paper scale, optional EMA, bf16 autocast. Everything random is a function of (seed, step):
+ε-prediction (or v, ``diffusion.prediction``) with an L1 loss, timesteps uniform in [0, T), Adam, batch size 1
+with 4 gradient accumulation steps at paper scale, optional EMA, bf16 autocast. Everything random is a
+function of (seed, step):
 
 * the data of micro-batch m of step s (:mod:`meddiff.diffusion.training_data`),
 * the noise ε and timesteps t, drawn from a ``torch.Generator`` seeded with (seed, step, micro, rank),
@@ -86,14 +87,14 @@ def diffusion_loss(
     timesteps = torch.randint(0, scheduler.num_train_timesteps, (x0.shape[0],), generator=generator).to(device)
     x_t = scheduler.add_noise(original_samples=x0, noise=noise, timesteps=timesteps)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        eps = network(
+        output = network(
             x_t,
             timesteps,
             batch["anatomy"].to(device, non_blocking=True),
             batch["region"].to(device, non_blocking=True),
             batch["coords"].to(device, non_blocking=True),
         )
-    return F.l1_loss(eps.float(), training_target(scheduler, x0, noise, timesteps))
+    return F.l1_loss(output.float(), training_target(scheduler, x0, noise, timesteps))
 
 
 def finished_steps(model_dir: Path) -> int | None:
