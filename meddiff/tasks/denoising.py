@@ -35,7 +35,7 @@ import torch
 from meddiff.atomic import atomic_path, write_text
 from meddiff.config import DenoisingConfig, SamplingConfig, Window
 from meddiff.data.intensity import hu_to_unit, unit_to_hu
-from meddiff.diffusion.checkpoint import load_model
+from meddiff.diffusion.checkpoint import LoadedModel, load_model
 from meddiff.diffusion.schedule import as_epsilon_fn, make_scheduler
 from meddiff.diffusion.sliding_window import SlidingWindowPlan
 from meddiff.errors import ConfigError, GeometryError
