@@ -37,8 +37,8 @@ from meddiff.models.network import MedDiffUNet
 
 ARCHITECTURES = {
     "tiny": ModelConfig((16, 16, 16), (8, 16), (False, True), 1, 8, 4, 4, 2),
-    # Demo scale (config/demo.yaml): patch 32^3, channels (16, 32, 64), attention at the last level.
-    "demo": ModelConfig((32, 32, 32), (16, 32, 64), (False, False, True), 1, 16, 8, 8, 4),
+    # Demo scale (config/demo.yaml): patch 32^3, channels (8, 16, 32), attention at the last level.
+    "demo": ModelConfig((32, 32, 32), (8, 16, 32), (False, False, True), 1, 8, 4, 8, 4),
 }
 
 
@@ -75,11 +75,16 @@ def load_network(args) -> LoadedModel:
     """The model to benchmark: a trained model folder, or a randomly initialised network."""
     if args.model is not None:
         return load_model(args.model, args.device)
-    torch.manual_seed(args.seed)
-    net = MedDiffUNet(ARCHITECTURES[args.architecture], "embedding")
+    return random_model(ARCHITECTURES[args.architecture], args.seed, args.device)
+
+
+def random_model(model: ModelConfig, seed: int = 0, device: str = "cpu") -> LoadedModel:
+    """A randomly initialised network of ``model`` with position embedding, as a loaded model (T = 1000)."""
+    torch.manual_seed(seed)
+    net = MedDiffUNet(model, "embedding")
     with torch.no_grad():  # MONAI zero-initialises the output layer; a random one gives non-trivial outputs
         net.unet.out[2].conv.reset_parameters()
-    return LoadedModel(network=net.to(args.device).eval(), num_train_timesteps=1000, schedule="cosine", info={})
+    return LoadedModel(network=net.to(device).eval(), num_train_timesteps=1000, schedule="cosine", info={})
 
 
 def centre_crop(a: np.ndarray, shape) -> np.ndarray:
@@ -100,20 +105,30 @@ def inputs(args, patch) -> tuple[np.ndarray, np.ndarray | None, Window | None]:
     return anatomy, None, None
 
 
-def overhead(args, loaded, anatomy: np.ndarray) -> None:
-    """Part 1: sliding-window step time over the bare forwards of the same window batches."""
-    net, device = loaded.network, torch.device(args.device)
+def overhead(
+    loaded: LoadedModel,
+    anatomy: np.ndarray,
+    *,
+    region: str = "abdomen",
+    overlap: float = 0.5,
+    batch_size: int = 4,
+    blend: str = DEFAULT_BLEND,
+    timing_steps: int = 5,
+    ddim_steps: int = 10,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict:
+    """Part 1: sliding-window step time over the bare forwards of the same window batches.
+
+    Returns {"ratio", "step_s", "bare_s", "windows", "ratios"} (medians over ``timing_steps`` repeats)."""
+    net, device = loaded.network, torch.device(device)
     patch = tuple(net.model_config.patch_size)
-    plan = SlidingWindowPlan(
-        anatomy.shape, patch, args.overlap, anatomy, REGIONS.index(args.region), device, blend=args.blend
-    )
-    scheduler = make_sampling_scheduler(
-        "ddim", loaded.num_train_timesteps, loaded.schedule, args.ddim_steps, loaded.prediction
-    )
+    plan = SlidingWindowPlan(anatomy.shape, patch, overlap, anatomy, REGIONS.index(region), device, blend=blend)
+    scheduler = make_sampling_scheduler("ddim", loaded.num_train_timesteps, loaded.schedule, ddim_steps, loaded.prediction)
     t = int(scheduler.timesteps[len(scheduler.timesteps) // 2])
-    x = torch.randn((1, 1, *anatomy.shape), generator=torch.Generator().manual_seed(args.seed)).to(device)
+    x = torch.randn((1, 1, *anatomy.shape), generator=torch.Generator().manual_seed(seed)).to(device)
     # The same window batches the step evaluates, built beforehand so only the forwards are timed.
-    batches = [plan.window_batch(plan.pad(x), t, idx) for idx in plan.batches(args.batch_size)]
+    batches = [plan.window_batch(plan.pad(x), t, idx) for idx in plan.batches(batch_size)]
 
     def sync():
         if device.type == "cuda":
@@ -131,73 +146,104 @@ def overhead(args, loaded, anatomy: np.ndarray) -> None:
     def step() -> float:
         sync()
         start = time.perf_counter()
-        eps = plan.eps(net, x, t, args.batch_size)
+        eps = plan.eps(net, x, t, batch_size)
         scheduler.step(eps, t, x)
         sync()
         return time.perf_counter() - start
 
     bare(), step()  # warm-up
     bare_times, step_times = [], []
-    for _ in range(args.timing_steps):  # interleaved, so machine load hits both alike
+    for _ in range(timing_steps):  # interleaved, so machine load hits both alike
         bare_times.append(bare())
         step_times.append(step())
     ratios = [s / b for s, b in zip(step_times, bare_times)]
+    return {
+        "ratio": statistics.median(ratios),
+        "step_s": statistics.median(step_times),
+        "bare_s": statistics.median(bare_times),
+        "windows": plan.num_windows,
+        "ratios": ratios,
+    }
+
+
+def print_overhead(args, loaded, anatomy: np.ndarray) -> None:
+    r = overhead(
+        loaded, anatomy, region=args.region, overlap=args.overlap, batch_size=args.batch_size, blend=args.blend,
+        timing_steps=args.timing_steps, ddim_steps=args.ddim_steps, seed=args.seed, device=args.device,
+    )
+    patch = tuple(loaded.network.model_config.patch_size)
     print(
         f"volume {anatomy.shape}, patch {patch}, overlap {args.overlap}, blend {args.blend}, "
-        f"{plan.num_windows} windows in batches of {args.batch_size}"
+        f"{r['windows']} windows in batches of {args.batch_size}"
     )
+    print(f"  sliding-window step: median {r['step_s']:.3f} s; bare forwards of the same batches: median {r['bare_s']:.3f} s")
     print(
-        f"  sliding-window step: median {statistics.median(step_times):.3f} s; "
-        f"bare forwards of the same batches: median {statistics.median(bare_times):.3f} s"
-    )
-    print(
-        f"  overhead ratio (step / bare forwards): median {statistics.median(ratios):.3f} "
-        f"(min {min(ratios):.3f}, max {max(ratios):.3f}, {len(ratios)} repeats)"
+        f"  overhead ratio (step / bare forwards): median {r['ratio']:.3f} "
+        f"(min {min(r['ratios']):.3f}, max {max(r['ratios']):.3f}, {len(r['ratios'])} repeats)"
     )
 
 
-def compare(args, loaded, anatomy, real, window) -> None:
-    """Part 2: DDIM-k against DDPM-T, same model, anatomy and seed."""
+def compare(
+    loaded: LoadedModel,
+    anatomy: np.ndarray,
+    real: np.ndarray | None,
+    window: Window | None,
+    *,
+    region: str = "abdomen",
+    ddim_steps: int = 10,
+    overlap: float = 0.5,
+    batch_size: int = 4,
+    blend: str = DEFAULT_BLEND,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict:
+    """Part 2: DDIM-k against DDPM-T, same model, anatomy and seed.
+
+    Returns {"T", "k", "ddim_s", "ddpm_s", "ms_ssim_between"} and, with a real crop, per sampler
+    "<sampler>_ms_ssim" and "<sampler>_hist_hu" (MS-SSIM and HU-histogram distance to it)."""
+    from meddiff.metrics.histogram import hu_histogram_distance
+    from meddiff.metrics.image_quality import ms_ssim
+
     T = loaded.num_train_timesteps
-    ddpm_steps = T  # MONAI's DDPM step cannot skip steps
     runs = {}
-    for sampler, steps in (("ddim", args.ddim_steps), ("ddpm", ddpm_steps)):
-        cfg = SamplingConfig(sampler=sampler, steps=steps, overlap=args.overlap, patch_batch_size=args.batch_size, blend=args.blend)
+    for sampler, steps in (("ddim", ddim_steps), ("ddpm", T)):  # MONAI's DDPM step cannot skip steps
+        cfg = SamplingConfig(sampler=sampler, steps=steps, overlap=overlap, patch_batch_size=batch_size, blend=blend)
         start = time.perf_counter()
-        vol = sample_volume(
-            loaded, anatomy, args.region, sampling=cfg, seed=args.seed, device=args.device
-        )
-        runs[sampler] = (vol, time.perf_counter() - start, steps)
-    (ddim, t_ddim, k), (ddpm, t_ddpm, _) = runs["ddim"], runs["ddpm"]
-    print(f"DDIM-{k} vs DDPM-{ddpm_steps} (T = {T}), same anatomy and seed {args.seed}:")
-    print(
-        f"  wall time: DDIM {t_ddim:.1f} s, DDPM {t_ddpm:.1f} s -> speed-up x{t_ddpm / t_ddim:.1f} "
-        f"(network-evaluation ratio x{ddpm_steps / k:.1f})"
+        vol = sample_volume(loaded, anatomy, region, sampling=cfg, seed=seed, device=device)
+        runs[sampler] = (vol, time.perf_counter() - start)
+    (ddim, t_ddim), (ddpm, t_ddpm) = runs["ddim"], runs["ddpm"]
+    out = {"T": T, "k": ddim_steps, "ddim_s": t_ddim, "ddpm_s": t_ddpm, "ms_ssim_between": ms_ssim(ddim, ddpm, 2.0)}
+    if real is not None:
+        win = window or Window(0.0, 2.0)
+        real_hu = unit_to_hu(real, win)
+        for name, vol in (("ddim", ddim), ("ddpm", ddpm)):
+            out[f"{name}_ms_ssim"] = ms_ssim(vol, real, 2.0)
+            out[f"{name}_hist_hu"] = hu_histogram_distance(real_hu, unit_to_hu(vol, win))
+    return out
+
+
+def print_compare(args, loaded, anatomy, real, window) -> None:
+    r = compare(
+        loaded, anatomy, real, window, region=args.region, ddim_steps=args.ddim_steps, overlap=args.overlap,
+        batch_size=args.batch_size, blend=args.blend, seed=args.seed, device=args.device,
     )
-    try:
-        from meddiff.metrics.histogram import hu_histogram_distance
-        from meddiff.metrics.image_quality import ms_ssim
-    except ImportError as err:  # metrics are written by another part of the project
-        print(f"  metrics unavailable ({err})")
-        return
-    print(f"  MS-SSIM(DDIM, DDPM) = {ms_ssim(ddim, ddpm, 2.0):.4f} (how close the two samplers' volumes are)")
+    print(f"DDIM-{r['k']} vs DDPM-{r['T']} (T = {r['T']}), same anatomy and seed {args.seed}:")
+    print(
+        f"  wall time: DDIM {r['ddim_s']:.1f} s, DDPM {r['ddpm_s']:.1f} s -> speed-up x{r['ddpm_s'] / r['ddim_s']:.1f} "
+        f"(network-evaluation ratio x{r['T'] / r['k']:.1f})"
+    )
+    print(f"  MS-SSIM(DDIM, DDPM) = {r['ms_ssim_between']:.4f} (how close the two samplers' volumes are)")
     if args.model is None:
         print("  metric change vs the real crop: not meaningful with a random network (pass --model)")
     if real is None:
         print("  no real crop (--case): MS-SSIM / HU-histogram distance to a reference not computed")
         return
-    win = window or Window(0.0, 2.0)
-    real_hu = unit_to_hu(real, win)
-    for name, vol in (("DDIM", ddim), ("DDPM", ddpm)):
-        print(
-            f"  {name}: MS-SSIM to real {ms_ssim(vol, real, 2.0):.4f}, "
-            f"HU-histogram distance {hu_histogram_distance(real_hu, unit_to_hu(vol, win)):.1f} HU"
-        )
-    d_ssim = ms_ssim(ddim, real, 2.0) - ms_ssim(ddpm, real, 2.0)
-    d_hist = hu_histogram_distance(real_hu, unit_to_hu(ddim, win)) - hu_histogram_distance(
-        real_hu, unit_to_hu(ddpm, win)
+    for name in ("ddim", "ddpm"):
+        print(f"  {name.upper()}: MS-SSIM to real {r[name + '_ms_ssim']:.4f}, HU-histogram distance {r[name + '_hist_hu']:.1f} HU")
+    print(
+        f"  change DDIM - DDPM: MS-SSIM {r['ddim_ms_ssim'] - r['ddpm_ms_ssim']:+.4f}, "
+        f"HU-histogram distance {r['ddim_hist_hu'] - r['ddpm_hist_hu']:+.1f} HU"
     )
-    print(f"  change DDIM - DDPM: MS-SSIM {d_ssim:+.4f}, HU-histogram distance {d_hist:+.1f} HU")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,9 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     anatomy, real, window = inputs(args, patch)
     source = str(args.model) if args.model else f"random {args.architecture} network"
     print(f"model: {source}; device {args.device}; torch threads {torch.get_num_threads()}")
-    overhead(args, loaded, anatomy)
+    print_overhead(args, loaded, anatomy)
     if not args.skip_compare:
-        compare(args, loaded, anatomy, real, window)
+        print_compare(args, loaded, anatomy, real, window)
     return 0
 
 

@@ -76,6 +76,45 @@ def cmd_manifest(args) -> None:
     write_manifest(build_manifest(case_dirs, cfg.preprocess.split, cfg.seed), Path(args.out))
 
 
+def _with_sampling_precision(cfg, args, model_dir: Path | None = None):
+    """``cfg`` with ``sampling.precision`` resolved: from ``--precision`` (the run's probe), as set, or for
+    ``auto`` without a probe file by timing the model of ``model_dir`` now."""
+    import dataclasses
+
+    from meddiff.diffusion.precision import read_choice
+
+    if args.precision:
+        chosen = read_choice(Path(args.precision), "sampling").chosen
+    elif cfg.sampling.precision != "auto":
+        return cfg
+    else:
+        from meddiff.diffusion.checkpoint import load_model
+        from meddiff.diffusion.samplers import probe_sampling_precision
+
+        network = load_model(model_dir, _device(cfg)).network
+        chosen = probe_sampling_precision(network, cfg.sampling, _device(cfg)).chosen
+    return dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, precision=chosen))
+
+
+def cmd_probe_precision(args) -> None:
+    from meddiff.diffusion.precision import write_choices
+    from meddiff.diffusion.samplers import probe_sampling_precision
+    from meddiff.diffusion.schedule import make_scheduler
+    from meddiff.diffusion.training import probe_training_precision
+    from meddiff.models.network import MedDiffUNet
+
+    cfg = _config(args)
+    device = _device(cfg)
+    network = MedDiffUNet(cfg.model, cfg.variants[-1].position).to(device)
+    d = cfg.diffusion
+    scheduler = make_scheduler(d.num_train_timesteps, d.schedule, d.prediction)
+    choices = {
+        "training": probe_training_precision(network, scheduler, cfg.training, device),
+        "sampling": probe_sampling_precision(network.eval(), cfg.sampling, device),
+    }
+    write_choices(Path(args.out), choices)
+
+
 def _device(cfg) -> str:
     if cfg.device != "auto":
         return cfg.device
@@ -94,6 +133,11 @@ def cmd_train(args) -> None:
     if out.name != "model":
         raise MeddiffError(f"{out}: the model folder must be named 'model' (its parent keeps checkpoints and logs)")
     training = cfg.training
+    precision = None
+    if args.precision:
+        from meddiff.diffusion.precision import read_choice
+
+        precision = read_choice(Path(args.precision), "training")
     if args.variant == FOUNDATION_RUN:
         if args.continue_from is None or training.foundation_steps is None:
             raise MeddiffError(f"'{FOUNDATION_RUN}' needs training.foundation_steps and --continue-from")
@@ -108,13 +152,14 @@ def cmd_train(args) -> None:
         seed=cfg.seed,
         device=_device(cfg),
         continue_from=None if args.continue_from is None else Path(args.continue_from),
+        precision=precision,
     )
 
 
 def cmd_synthesize(args) -> None:
     from meddiff.tasks.synthesis import synthesize_case
 
-    cfg = _config(args)
+    cfg = _with_sampling_precision(_config(args), args, Path(args.model))
     synthesize_case(
         Path(args.model),
         Path(args.case_dir),
@@ -146,14 +191,14 @@ def cmd_report_synthesis(args) -> None:
 def cmd_denoise(args) -> None:
     from meddiff.metrics.denoising_evaluation import run_denoising_experiment
 
-    cfg = _config(args)
+    cfg = _with_sampling_precision(_config(args), args, Path(args.model))
     run_denoising_experiment(Path(args.model), Path(args.manifest), Path(args.out), cfg, _device(cfg))
 
 
 def cmd_anomaly(args) -> None:
     from meddiff.metrics.anomaly_evaluation import run_anomaly_experiment
 
-    cfg = _config(args)
+    cfg = _with_sampling_precision(_config(args), args, Path(args.model))
     run_anomaly_experiment(Path(args.model), Path(args.out), Path(args.examples), cfg, _device(cfg))
 
 
@@ -176,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         "is one rule and can be run by hand for debugging.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads of torch, BLAS and SimpleITK (the workflow passes each rule's threads:); default: all cores",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help_text, *arguments, needs_config=True):
@@ -219,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "help": "the case's region (default: the dataset's regions); wholebody = split by landmarks"}),
     )
     add(
+        "probe-precision",
+        cmd_probe_precision,
+        "Time fp32 against bf16 autocast for a training step and a sampling batch of the configured network on this "
+        "device, and write the choice (training.precision / sampling.precision 'auto'; forced values are recorded).",
+        (("out",), {"help": "output JSON"}),
+    )
+    add(
         "list-caches",
         cmd_list_caches,
         "Record the cache folders of a dataset (marks the dataset as preprocessed).",
@@ -244,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
         (("--continue-from",), {"metavar": "RUN", "help": "start a fresh run from this finished run folder of "
                                 "the same variant (its last/ checkpoint and loss.csv), e.g. "
                                 "results/demo/models/meddiff_fm"}),
+        (("--precision",), {"metavar": "PROBE", "help": "precision probe JSON of the run (`meddiff probe-precision`); "
+                                 "without it precision 'auto' is measured now"}),
     )
     add(
         "synthesize",
@@ -255,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
         (("out",), {"help": "output NIfTI in HU with the crop's geometry"}),
         (("--mode",), {"choices": ["conditional", "unconditional"], "default": "conditional",
                        "help": "unconditional: anatomy replaced by the null label"}),
+        (("--precision",), {"metavar": "PROBE", "help": "precision probe JSON of the run (`meddiff probe-precision`); "
+                                 "without it precision 'auto' is measured now"}),
     )
     add(
         "evaluate-synthesis",
@@ -278,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
         (("model",), {"help": "trained model folder (MedDiff-FM)"}),
         (("manifest",), {"help": "manifest.csv (demo: test crops to simulate low dose on)"}),
         (("out",), {"help": "output evaluation folder"}),
+        (("--precision",), {"metavar": "PROBE", "help": "precision probe JSON of the run (`meddiff probe-precision`); "
+                                 "without it precision 'auto' is measured now"}),
     )
     add(
         "anomaly",
@@ -286,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
         (("model",), {"help": "trained model folder (MedDiff-FM)"}),
         (("out",), {"help": "per-case metrics CSV"}),
         (("examples",), {"help": "summary + Figure 7 material (.npz)"}),
+        (("--precision",), {"metavar": "PROBE", "help": "precision probe JSON of the run (`meddiff probe-precision`); "
+                                 "without it precision 'auto' is measured now"}),
     )
     add(
         "report-denoising",
@@ -305,9 +371,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def set_threads(n: int) -> None:
+    """Use ``n`` CPU threads in torch, BLAS/OpenMP and SimpleITK, so that a job uses the cores Snakemake gave
+    it and jobs running side by side do not oversubscribe the machine. Set through the environment, which
+    torch (OMP_NUM_THREADS) and SimpleITK read when first imported, so data commands that never import torch
+    do not pay for importing it."""
+    import os
+    import sys
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
+        os.environ[var] = str(n)
+    if "torch" in sys.modules:  # already imported (e.g. main() called in-process): tell it directly
+        sys.modules["torch"].set_num_threads(n)
+    if "SimpleITK" in sys.modules:
+        sys.modules["SimpleITK"].ProcessObject.SetGlobalDefaultNumberOfThreads(n)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.threads:
+        set_threads(args.threads)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

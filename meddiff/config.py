@@ -113,6 +113,7 @@ class SamplingConfig:
     overlap: float
     patch_batch_size: int
     blend: str
+    precision: str = "fp32"  # "auto" until resolved by the precision probe (meddiff.diffusion.precision)
 
 
 @dataclass(frozen=True)

@@ -80,3 +80,13 @@ def test_foundation_steps_below_steps_and_a_variant_named_foundation_are_rejecte
     raw["variants"][0]["name"] = "foundation"
     with pytest.raises(ConfigError, match="reserved"):
         config_from_dict(raw)
+
+
+def test_threads_option_limits_torch_and_simpleitk():
+    """``meddiff --threads N`` (each rule passes its threads:) reaches torch and SimpleITK imported later."""
+    code = (
+        "from meddiff.cli import set_threads; set_threads(1); import torch, SimpleITK as s; "
+        "print(torch.get_num_threads(), s.ProcessObject.GetGlobalDefaultNumberOfThreads())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1", "1"]

@@ -39,10 +39,12 @@ from torch import nn
 from tqdm import tqdm
 
 from meddiff.config import SamplingConfig
+from meddiff.diffusion.precision import PrecisionChoice, choose_precision, conv_screen, forward_fn
 from meddiff.diffusion.schedule import check_prediction, make_scheduler
 from meddiff.diffusion.sliding_window import DEFAULT_BLEND, SlidingWindowPlan
 from meddiff.errors import ConfigError
 from meddiff.labels import NULL_LABEL, REGIONS
+from meddiff.models.position_encoding import crop_coordinates
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +186,41 @@ def sample_volume(
     scheduler = make_sampling_scheduler(
         sampling.sampler, loaded.num_train_timesteps, loaded.schedule, sampling.steps, loaded.prediction
     )
-    plan = SlidingWindowPlan(labels.shape, patch, sampling.overlap, labels, REGIONS.index(region), device, blend=sampling.blend)
+    plan = SlidingWindowPlan(
+        labels.shape, patch, sampling.overlap, labels, REGIONS.index(region), device,
+        blend=sampling.blend,
+        precision=sampling.precision,
+    )
 
     cpu_gen = torch.Generator().manual_seed(seed)
     x_T = torch.randn((1, 1, *labels.shape), generator=cpu_gen).to(device)
     step_gen = cpu_gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(seed + 1)
     x0 = reverse_diffusion(network, plan, scheduler, x_T, batch_size=sampling.patch_batch_size, generator=step_gen)
     return x0[0, 0].clamp(-1.0, 1.0).cpu().numpy().astype(np.float32)
+
+
+def probe_inputs(patch: Sequence[int], batch: int, device: str | torch.device, seed: int = 0) -> tuple:
+    """Random network inputs of ``batch`` windows of ``patch``: (x_t, t, anatomy, region, coords)."""
+    patch = tuple(patch)
+    g = torch.Generator().manual_seed(seed)
+    coords = crop_coordinates(patch, (0, 0, 0), patch, patch)
+    return (
+        torch.randn((batch, 1, *patch), generator=g).to(device),
+        torch.randint(0, 1000, (batch,), generator=g).to(device),
+        torch.randint(0, NULL_LABEL + 1, (batch, *patch), generator=g).to(device),
+        torch.zeros(batch, dtype=torch.long, device=device),
+        coords[None].expand(batch, *coords.shape).contiguous().to(device),
+    )
+
+
+def probe_sampling_precision(
+    network: nn.Module, sampling: SamplingConfig, device: str | torch.device, patch_size: Sequence[int] | None = None
+) -> PrecisionChoice:
+    """Resolve ``sampling.precision`` by timing no-grad forwards of one batch of ``sampling.patch_batch_size``
+    random windows (:func:`meddiff.diffusion.precision.choose_precision`)."""
+    device = torch.device(device)
+    patch = tuple(patch_size) if patch_size is not None else tuple(network.model_config.patch_size)
+    b = sampling.patch_batch_size
+    screen = conv_screen(network.model_config.channels[0], patch, b, device)
+    run_once = forward_fn(network, probe_inputs(patch, b, device), device)
+    return choose_precision(sampling.precision, run_once, device, screen=screen, what="sampling batch")

@@ -33,6 +33,7 @@ import torch
 from monai.data.utils import compute_importance_map
 from torch import nn
 
+from meddiff.diffusion.precision import autocast, check_precision
 from meddiff.labels import NULL_LABEL
 from meddiff.models.position_encoding import crop_coordinates
 
@@ -94,6 +95,7 @@ class SlidingWindowPlan:
         device: where the network runs.
         blend: "gaussian" (weighted mean, default) or "constant" (plain mean of [51]).
         sigma_scale: Gaussian sigma as a fraction of the patch size (MONAI's default 0.125).
+        precision: "fp32" or "bf16" (autocast of the network calls; :mod:`meddiff.diffusion.precision`).
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class SlidingWindowPlan:
         *,
         blend: str = DEFAULT_BLEND,
         sigma_scale: float = 0.125,
+        precision: str = "fp32",
     ):
         self.volume_shape = tuple(int(n) for n in volume_shape)
         self.patch_size = tuple(int(p) for p in patch_size)
@@ -115,6 +118,7 @@ class SlidingWindowPlan:
         self.overlap = float(overlap)
         self.region = int(region)
         self.device = torch.device(device)
+        self.precision = check_precision(precision, allow_auto=False, key="sampling.precision")
         self.padded_shape = tuple(max(n, p) for n, p in zip(self.volume_shape, self.patch_size))
         per_axis = [window_starts(n, p, overlap) for n, p in zip(self.volume_shape, self.patch_size)]
         self.starts: list[tuple[int, int, int]] = list(itertools.product(*per_axis))
@@ -200,7 +204,7 @@ class SlidingWindowPlan:
             raise ValueError(f"x_t has shape {shape}, expected (1, 1, *{self.volume_shape})")
         x_padded = self.pad(x_t) if shape[2:] != self.padded_shape else x_t
         total = torch.zeros((1, 1, *self.padded_shape), device=self.device, dtype=torch.float32)
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.precision, self.device):
             for indices in self.batches(batch_size):
                 out = network(*self.window_batch(x_padded, timestep, indices)).float() * self._weight
                 for k, i in enumerate(indices):
@@ -223,6 +227,7 @@ def sliding_window_eps(
     overlap: float,
     batch_size: int,
     blend: str = DEFAULT_BLEND,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Whole-volume noise estimate: the per-voxel mean over overlapping windows (paper 3.3, [51]).
 
@@ -239,9 +244,12 @@ def sliding_window_eps(
         overlap: fraction of the patch shared by neighbouring windows.
         batch_size: windows per network call.
         blend: "gaussian" (weighted mean, default) or "constant" (plain mean).
+        precision: "fp32" or "bf16" autocast of the network calls.
 
     Returns:
         (1, 1, Z, Y, X) float32 ε estimate.
     """
-    plan = SlidingWindowPlan(x_t.shape[2:], patch_size, overlap, anatomy, region, x_t.device, blend=blend)
+    plan = SlidingWindowPlan(
+        x_t.shape[2:], patch_size, overlap, anatomy, region, x_t.device, blend=blend, precision=precision
+    )
     return plan.eps(network, x_t, timestep, batch_size)

@@ -1,8 +1,9 @@
 """Pre-training loop of the diffusion foundation model (paper 3.2, eq. 3; 4.1.2).
 
 ε-prediction (or v, ``diffusion.prediction``) with an L1 loss, timesteps uniform in [0, T), Adam, batch size 1
-with 4 gradient accumulation steps at paper scale, optional EMA, bf16 autocast. Everything random is a
-function of (seed, step):
+with 4 gradient accumulation steps at paper scale (batch 2 on CPU, where batch 1 takes PyTorch's slow
+convolution path), optional EMA, fp32 or bf16 autocast chosen by measurement (:mod:`meddiff.diffusion.precision`).
+Everything random is a function of (seed, step):
 
 * the data of micro-batch m of step s (:mod:`meddiff.diffusion.training_data`),
 * the noise ε and timesteps t, drawn from a ``torch.Generator`` seeded with (seed, step, micro, rank),
@@ -31,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.profiler import record_function
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -45,11 +47,14 @@ from meddiff.diffusion.checkpoint import (
     training_state_step,
 )
 from meddiff.diffusion.distributed import DistributedContext, distributed_context
+from meddiff.diffusion.precision import PrecisionChoice, autocast, choose_precision, conv_screen, training_step_fn
 from meddiff.diffusion.schedule import make_scheduler, training_target
 from meddiff.diffusion.training_data import MultilevelTrainingDataset, StepBatchSampler
 from meddiff.diffusion.training_log import LossLog, training_summary
 from meddiff.errors import ConfigError, WeightsMissingError
+from meddiff.labels import NULL_LABEL, REGIONS
 from meddiff.models.network import MedDiffUNet
+from meddiff.models.position_encoding import crop_coordinates
 
 logger = logging.getLogger(__name__)
 
@@ -81,12 +86,14 @@ def diffusion_loss(
     Args:
         batch: x0 (B, 1, D, H, W), anatomy (B, D, H, W), coords (B, 3, D, H, W), region (B,).
         generator: draws ε (B, 1, D, H, W) and t (B,) on the CPU, so they do not depend on the device.
+        precision: "fp32" or "bf16" (autocast).
     """
-    x0 = batch["x0"].to(device, non_blocking=True)
-    noise = torch.randn(x0.shape, generator=generator).to(device)
-    timesteps = torch.randint(0, scheduler.num_train_timesteps, (x0.shape[0],), generator=generator).to(device)
-    x_t = scheduler.add_noise(original_samples=x0, noise=noise, timesteps=timesteps)
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+    with record_function("noise"):
+        x0 = batch["x0"].to(device, non_blocking=True)
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        timesteps = torch.randint(0, scheduler.num_train_timesteps, (x0.shape[0],), generator=generator).to(device)
+        x_t = scheduler.add_noise(original_samples=x0, noise=noise, timesteps=timesteps)
+    with autocast(precision, device):
         output = network(
             x_t,
             timesteps,
@@ -119,6 +126,7 @@ def train(
     seed: int,
     device: str,
     continue_from: Path | None = None,
+    precision: PrecisionChoice | None = None,
 ) -> Path:
     """Pre-train one variant (Table 3 row) on the manifest's train crops; return ``out_dir / "model"``.
 
@@ -132,6 +140,8 @@ def train(
         continue_from: a finished run folder of the same variant (e.g. its Table 3 run); a fresh ``out_dir``
             starts from its final checkpoint and loss log (:func:`start_from_run`), so training it to
             ``training.steps`` gives the weights of one uninterrupted run of that many steps.
+        precision: the resolved ``training.precision`` (from ``meddiff probe-precision``); None: resolved here
+            (``auto`` probes the network first). A resumed run keeps the precision of its checkpoint.
 
     Resumes from ``out_dir/last`` when present ("resuming from step N" in the log); returns at once when
     ``out_dir/model`` already holds ``training.steps`` steps. Under torchrun (WORLD_SIZE > 1) every process
@@ -148,7 +158,7 @@ def train(
             if ctx.is_main:
                 start_from_run(Path(continue_from), out_dir, training.steps)
             ctx.barrier()
-        run = _TrainingRun(manifest, out_dir, model, diffusion, training, variant, seed, ctx)
+        run = _TrainingRun(manifest, out_dir, model, diffusion, training, variant, seed, ctx, precision)
         run.run()
     return model_dir
 
@@ -182,7 +192,7 @@ def start_from_run(source: Path, out_dir: Path, steps: int) -> None:
 class _TrainingRun:
     """State of one training process; :meth:`run` is the loop (split out of :func:`train` for readability)."""
 
-    def __init__(self, manifest, out_dir, model, diffusion, training, variant, seed, ctx: DistributedContext):
+    def __init__(self, manifest, out_dir, model, diffusion, training, variant, seed, ctx: DistributedContext, precision):
         self.manifest, self.out_dir = Path(manifest), Path(out_dir)
         self.model_cfg, self.diffusion, self.training, self.variant = model, diffusion, training, variant
         self.seed, self.ctx = seed, ctx
@@ -194,7 +204,10 @@ class _TrainingRun:
         self.architecture = json.dumps(self.network.architecture(), sort_keys=True)
         self.step, self.elapsed_before = 0, 0.0
         self.window_sum, self.window_steps = 0.0, 0
+        self.data_wait_s, self.loop_s, self.session_steps = 0.0, 0.0, 0
+        self.precision: PrecisionChoice | None = None
         self._resume()
+        self.precision = self._resolve_precision(precision)
 
     # ---------------------------------------------------------------------------------------------- resume
 
@@ -217,8 +230,22 @@ class _TrainingRun:
         self.step, self.elapsed_before = state.step, state.elapsed_s
         self.window_sum = float(state.extra.get("window_sum", 0.0))
         self.window_steps = int(state.extra.get("window_steps", 0))
+        if "precision" in state.extra:
+            self.precision = PrecisionChoice.from_dict(json.loads(state.extra["precision"]))
         if self.ctx.is_main:
             logger.info("resuming from step %d (%s)", self.step, self.out_dir / "last")
+
+    def _resolve_precision(self, given: PrecisionChoice | None) -> PrecisionChoice:
+        """The checkpoint's precision on resume (bit-exact continuation), else ``given``, else a probe now."""
+        if self.precision is not None:
+            if given is not None and given.chosen != self.precision.chosen:
+                logger.warning(
+                    "keeping the checkpoint's precision %s (the probe now says %s)", self.precision.chosen, given.chosen
+                )
+            return self.precision
+        if given is not None:
+            return given
+        return probe_training_precision(self.network, self.scheduler, self.training, self.ctx.device)
 
     # ------------------------------------------------------------------------------------------------ loop
 
@@ -264,6 +291,7 @@ class _TrainingRun:
         trainee.train()
         try:
             while self.step < t.steps:
+                started = time.perf_counter()
                 loss = self._optimizer_step(trainee, batches)
                 self.step += 1
                 self.window_sum += loss
@@ -271,12 +299,15 @@ class _TrainingRun:
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 if self.step % t.log_every == 0 or self.step == t.steps:
-                    now = time.perf_counter()
-                    rate = (self.step - window_first_step) / max(now - window_start, 1e-9)
-                    self._log_row(log, rate, self.elapsed_before + now - session_start)
-                    window_start, window_first_step = now, self.step
+                    with record_function("log"):
+                        now = time.perf_counter()
+                        rate = (self.step - window_first_step) / max(now - window_start, 1e-9)
+                        self._log_row(log, rate, self.elapsed_before + now - session_start)
+                        window_start, window_first_step = now, self.step
                 if self.step % t.checkpoint_every == 0 or self.step == t.steps:
-                    self._checkpoint(self.elapsed_before + time.perf_counter() - session_start)
+                    with record_function("checkpoint"):
+                        self._checkpoint(self.elapsed_before + time.perf_counter() - session_start)
+                self._time_step(time.perf_counter() - started)
         finally:
             progress.close()
             if log is not None:
@@ -289,17 +320,21 @@ class _TrainingRun:
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for micro in range(t.grad_accumulation):
-            batch = next(batches)
+            waited = time.perf_counter()
+            with record_function("data"):
+                batch = next(batches)
+            self.data_wait_s += time.perf_counter() - waited
             generator = noise_generator(self.seed, self.step, micro, self.ctx.rank)
             last_micro = micro == t.grad_accumulation - 1
             sync = contextlib.nullcontext() if last_micro or not self.ctx.distributed else trainee.no_sync()
             with sync:
-                loss = diffusion_loss(trainee, self.scheduler, batch, generator, self.ctx.device, t.precision)
+                loss = diffusion_loss(trainee, self.scheduler, batch, generator, self.ctx.device, self.precision.chosen)
                 (loss / t.grad_accumulation).backward()
             total += loss.item()
         self.optimizer.step()
         if self.ema is not None:
-            self.ema.update_parameters(self.network)
+            with record_function("ema"):
+                self.ema.update_parameters(self.network)
         return total / t.grad_accumulation
 
     def _log_row(self, log: LossLog | None, rate: float, elapsed: float) -> None:
@@ -309,7 +344,41 @@ class _TrainingRun:
             return
         lr = self.optimizer.param_groups[0]["lr"]
         log.append(self.step, mean_loss, lr, rate, elapsed)
-        logger.info("step %d/%d  loss %.4f  lr %.2e  %.2f it/s", self.step, self.training.steps, mean_loss, lr, rate)
+        logger.info(
+            "step %d/%d  loss %.4f  lr %.2e  %.2f it/s (%.1f samples/s)  data wait %.1f%%",
+            self.step,
+            self.training.steps,
+            mean_loss,
+            lr,
+            rate,
+            rate * self.samples_per_step,
+            100 * self.data_wait_fraction,
+        )
+
+    @property
+    def samples_per_step(self) -> int:
+        """Training samples one optimizer step sees (over all processes)."""
+        return self.training.batch_size * self.training.grad_accumulation * self.ctx.world_size
+
+    def _time_step(self, seconds: float) -> None:
+        """Count one whole iteration (data, step, EMA, log, checkpoint); a session's first one is warm-up
+        (kernel creation) and only logged, so :attr:`seconds_per_step` measures the steady state."""
+        self.session_steps += 1
+        if self.session_steps == 1:
+            logger.debug("first step of the session (warm-up): %.3f s", seconds)
+            self.data_wait_s = 0.0
+            return
+        self.loop_s += seconds
+
+    @property
+    def seconds_per_step(self) -> float:
+        """Mean wall time of this session's optimizer steps after the first, checkpoints and logging included."""
+        return self.loop_s / (self.session_steps - 1) if self.session_steps > 1 else float("nan")
+
+    @property
+    def data_wait_fraction(self) -> float:
+        """Share of :attr:`seconds_per_step` spent waiting for the next batch."""
+        return self.data_wait_s / self.loop_s if self.loop_s > 0 else 0.0
 
     def _checkpoint(self, elapsed: float) -> None:
         self.ctx.barrier()
@@ -325,6 +394,7 @@ class _TrainingRun:
                     "architecture": self.architecture,
                     "window_sum": self.window_sum,
                     "window_steps": self.window_steps,
+                    "precision": json.dumps(dataclasses.asdict(self.precision)),
                 },
             )
         self.ctx.barrier()
@@ -335,7 +405,11 @@ class _TrainingRun:
             info = {
                 "variant": dataclasses.asdict(self.variant),
                 "steps": self.step,
+                "samples": self.step * self.samples_per_step,
                 "seed": self.seed,
+                "precision": dataclasses.asdict(self.precision),
+                "seconds_per_step": round(self.seconds_per_step, 4),
+                "data_wait_fraction": round(self.data_wait_fraction, 4),
                 "ema": self.ema is not None,
                 "world_size": self.ctx.world_size,
                 "manifest": str(self.manifest),
@@ -354,3 +428,33 @@ class _TrainingRun:
             )
             logger.info("wrote %s (%d steps)", self.out_dir / "model", self.step)
         self.ctx.barrier()
+
+
+def probe_batch(model: ModelConfig, batch_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random training micro-batch of the model's patch size, shaped like the loader's (for timing only)."""
+    g = torch.Generator().manual_seed(seed)
+    patch = tuple(model.patch_size)
+    coords = crop_coordinates(patch, (0, 0, 0), patch, patch)
+    return {
+        "x0": torch.rand((batch_size, 1, *patch), generator=g) * 2 - 1,
+        "anatomy": torch.randint(0, NULL_LABEL + 1, (batch_size, *patch), generator=g),
+        "coords": coords[None].expand(batch_size, *coords.shape).contiguous(),
+        "region": torch.randint(0, len(REGIONS), (batch_size,), generator=g),
+    }
+
+
+def probe_training_precision(
+    network: MedDiffUNet, scheduler, training: TrainingConfig, device: torch.device | str
+) -> PrecisionChoice:
+    """Resolve ``training.precision`` by timing training steps of a copy of ``network`` on a random micro-batch
+    of ``training.batch_size`` patches (:func:`meddiff.diffusion.precision.choose_precision`)."""
+    device = torch.device(device)
+    batch = probe_batch(network.model_config, training.batch_size)
+
+    def loss_fn(net, b, precision):
+        return diffusion_loss(net, scheduler, b, torch.Generator().manual_seed(0), device, precision)
+
+    run_once = training_step_fn(network, batch, device, loss_fn)
+    model = network.model_config
+    screen = conv_screen(model.channels[0], tuple(model.patch_size), training.batch_size, device)
+    return choose_precision(training.precision, run_once, device, screen=screen, what="training step")

@@ -18,6 +18,7 @@ import dataclasses
 import torch
 from monai.networks.nets import DiffusionModelUNet
 from torch import nn
+from torch.profiler import record_function
 
 from meddiff.config import ModelConfig
 from meddiff.labels import NULL_LABEL, REGIONS
@@ -87,7 +88,10 @@ class MedDiffUNet(nn.Module):
         Returns:
             (B, 1, D, H, W) ε estimate.
         """
-        return self.unet(self.conditioned_input(x_t, anatomy, coords), timesteps, class_labels=region)
+        with record_function("conditioning"):
+            inputs = self.conditioned_input(x_t, anatomy, coords)
+        with record_function("unet"):
+            return self.unet(inputs, timesteps, class_labels=region)
 
     def architecture(self) -> dict:
         """JSON-serialisable description from which :func:`build_from_architecture` rebuilds the network."""

@@ -18,6 +18,7 @@ import pandas as pd
 import meddiff
 from meddiff.atomic import write_text
 from meddiff.config import Config
+from meddiff.diffusion.precision import read_choice
 
 SOURCE_PAPER = "paper (quoted)"
 SOURCE_RUN = "this run"
@@ -117,8 +118,9 @@ def _git_commit() -> str:
 
 def provenance(cfg_path: str | Path, cfg: Config, *, data: str, scale: str) -> dict[str, str]:
     """The standard provenance of a table: config file, run name, scale (e.g. :data:`DEMO_SCALE`), data
-    description, seed, diffusion setup, meddiff version, git commit (if the package is in a git checkout) and
-    UTC date."""
+    description, seed, diffusion setup, numeric precision (the run's ``precision.json`` beside ``cfg_path``, as
+    written by ``meddiff probe-precision``), meddiff version, git commit (if the package is in a git checkout)
+    and UTC date."""
     d = cfg.diffusion
     paper = "" if d.prediction == "epsilon" else " (paper: epsilon)"
     return {
@@ -128,10 +130,17 @@ def provenance(cfg_path: str | Path, cfg: Config, *, data: str, scale: str) -> d
         "data": data,
         "seed": str(cfg.seed),
         "diffusion": f"{d.prediction} prediction{paper}, {d.schedule} schedule, T = {d.num_train_timesteps}",
+        "precision": _precision(Path(cfg_path).parent / "precision.json", cfg),
         "meddiff": meddiff.__version__,
         "git commit": _git_commit(),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def _precision(probe: Path, cfg: Config) -> str:
+    if not probe.is_file():
+        return f"training {cfg.training.precision}, sampling {cfg.sampling.precision} (as configured; no probe)"
+    return "; ".join(f"{key} {read_choice(probe, key).summary()}" for key in ("training", "sampling"))
 
 
 def _one_line(text: object) -> str:

@@ -195,7 +195,7 @@ def model_output_fn(
         return sliding_window_eps(
             loaded.network, x_t.to(device), timestep, anatomy_t, REGIONS.index(region),
             patch_size=tuple(patch_size), overlap=sampling.overlap, batch_size=sampling.patch_batch_size,
-            blend=sampling.blend,
+            blend=sampling.blend, precision=sampling.precision,
         )
 
     return eps_fn

@@ -145,7 +145,11 @@ def model_output_fn(
     ``anatomy`` None -> NULL_LABEL everywhere (no anatomy condition).
     """
     labels = np.full(tuple(shape), NULL_LABEL, dtype=np.uint8) if anatomy is None else np.asarray(anatomy)
-    plan = SlidingWindowPlan(tuple(shape), patch_size, sampling.overlap, labels, REGIONS.index(region), device, blend=sampling.blend)
+    plan = SlidingWindowPlan(
+        tuple(shape), patch_size, sampling.overlap, labels, REGIONS.index(region), device,
+        blend=sampling.blend,
+        precision=sampling.precision,
+    )
 
     def eps(x_t: torch.Tensor, t: int) -> torch.Tensor:
         with torch.inference_mode():

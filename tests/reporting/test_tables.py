@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from meddiff.config import DiffusionConfig
+from meddiff.diffusion.precision import PrecisionChoice, write_choices
 from meddiff.reporting.tables import (
     DEMO_SCALE,
     SOURCE_PAPER,
@@ -69,11 +70,25 @@ def test_paper_rows_quote_table3():
 
 def test_provenance_fields(tmp_path):
     diffusion = DiffusionConfig(num_train_timesteps=1000, schedule="cosine", prediction="v_prediction")
-    cfg = SimpleNamespace(run="demo", seed=42, diffusion=diffusion)  # provenance reads only these
+    precision = SimpleNamespace(training=SimpleNamespace(precision="auto"), sampling=SimpleNamespace(precision="fp32"))
+    cfg = SimpleNamespace(run="demo", seed=42, diffusion=diffusion, **vars(precision))  # provenance reads only these
     p = provenance(tmp_path / "demo.yaml", cfg, data="phantom cohort, 2 test cases", scale=DEMO_SCALE)
+    assert p["precision"] == "training auto, sampling fp32 (as configured; no probe)"
     assert p["config"].endswith("demo.yaml") and p["run"] == "demo" and p["seed"] == "42"
     assert p["data"] == "phantom cohort, 2 test cases" and p["scale"] == DEMO_SCALE
     assert p["diffusion"] == "v_prediction prediction (paper: epsilon), cosine schedule, T = 1000"
     assert p["meddiff"] and p["git commit"] and p["date"].endswith("UTC")
-    cfg = SimpleNamespace(run="paper", seed=0, diffusion=dataclasses.replace(diffusion, prediction="epsilon"))
+    cfg = SimpleNamespace(
+        run="paper", seed=0, diffusion=dataclasses.replace(diffusion, prediction="epsilon"), **vars(precision)
+    )
     assert provenance(tmp_path / "c.yaml", cfg, data="", scale="")["diffusion"].startswith("epsilon prediction, ")
+    # with the run's probe beside the config, its choice (and why) is the provenance
+    write_choices(
+        tmp_path / "precision.json",
+        {
+            "training": PrecisionChoice("auto", "fp32", "bf16 30x slower", {"fp32": 0.5}, "cpu (AVX2, no native bf16)"),
+            "sampling": PrecisionChoice("fp32", "fp32", "set in the config"),
+        },
+    )
+    line = provenance(tmp_path / "c.yaml", cfg, data="", scale="")["precision"]
+    assert line.startswith("training fp32 (auto; bf16 30x slower; fp32 0.5 s; cpu (AVX2") and "sampling fp32 (fp32;" in line

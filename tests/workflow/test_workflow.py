@@ -129,6 +129,12 @@ def test_tiny_demo_runs_end_to_end(tmp_path):
     # Table 3 compares the variants at 6 steps; the foundation model continues the last one to 9.
     assert json.loads((results / "models" / "foundation" / "model" / "training.json").read_text())["steps"] == 9
     assert "(the same model) 9" in (results / "tables" / "table4.md").read_text(encoding="utf-8")
+    # precision 'auto' was probed once for the run; the models and every table's provenance record the choice
+    probe = json.loads((results / "precision.json").read_text())
+    chosen = probe["training"]["chosen"]
+    info = json.loads((results / "models" / "foundation" / "model" / "training.json").read_text())
+    assert probe["training"]["requested"] == "auto" and info["precision"]["chosen"] == chosen
+    assert f"# precision: training {chosen} (auto;" in (results / "tables" / "table4.csv").read_text(encoding="utf-8")
     training = pd.read_csv(results / "tables" / "training.csv", comment="#")
     assert dict(zip(training["variant"], training["steps"])) == {"baseline": 6, "meddiff_fm": 6, "foundation": 9}
     # Nothing left to do: a rerun is a no-op.

@@ -24,6 +24,9 @@ for _name in ALL_DATASETS:
 # reads; it is rewritten only when its content changes. Rules also list the sections they depend on
 # under params:, so that a config change reruns exactly the affected jobs.
 RESOLVED = f"{R}/config.resolved.yaml"
+# threads: of the network rules; Snakemake lowers it to --cores on smaller machines. Data rules take 1
+# thread each so that cases run side by side.
+TORCH_THREADS = 8
 
 
 def _write_resolved_config():

@@ -12,4 +12,4 @@ checkpoint fetch:
         config=RESOLVED,
         data=CFG.data,
     shell:
-        "meddiff fetch {wildcards.dataset} {output.index} --workers {threads} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} fetch {wildcards.dataset} {output.index} --workers {threads} --config {params.config} > {log} 2>&1"

@@ -11,11 +11,12 @@ rule evaluate_synthesis:
         f"{R}/benchmarks/evaluate_synthesis/{{variant}}_{{mode}}.tsv"
     conda:
         "../../envs/meddiff.yaml"
+    threads: 2
     params:
         config=RESOLVED,
         evaluation=CFG.evaluation,
         masks=CFG.masks,
         folder=lambda w: f"{R}/synthesis/{w.variant}/{w.mode}",
     shell:
-        "meddiff evaluate-synthesis {input.manifest} {params.folder} {output.metrics} {output.features}"
+        "meddiff --threads {threads} evaluate-synthesis {input.manifest} {params.folder} {output.metrics} {output.features}"
         " --config {params.config} > {log} 2>&1"

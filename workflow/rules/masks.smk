@@ -10,6 +10,7 @@ rule masks:
         f"{R}/benchmarks/masks/{{dataset}}/{{case}}.tsv"
     conda:
         "../../envs/meddiff.yaml"
+    threads: 1
     resources:
         gpu=1 if CFG.masks.backend == "totalsegmentator" else 0,
     params:
@@ -19,4 +20,4 @@ rule masks:
             f"--reference {input.reference}" if input.reference else ""
         ),
     shell:
-        "meddiff masks {input.image} {output.mask} --config {params.config} {params.reference} > {log} 2>&1"
+        "meddiff --threads {threads} masks {input.image} {output.mask} --config {params.config} {params.reference} > {log} 2>&1"

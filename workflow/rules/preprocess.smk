@@ -11,13 +11,14 @@ rule preprocess:
         f"{R}/benchmarks/preprocess/{{dataset}}/{{case}}.tsv"
     conda:
         "../../envs/meddiff.yaml"
+    threads: 1
     params:
         config=RESOLVED,
         preprocess=CFG.preprocess,
         regions=case_regions,
         lesion=lambda w, input: f"--lesion {input.lesion}" if input.lesion else "",
     shell:
-        "meddiff preprocess {input.image} {input.mask} {output.cache} --dataset {wildcards.dataset}"
+        "meddiff --threads {threads} preprocess {input.image} {input.mask} {output.cache} --dataset {wildcards.dataset}"
         " --case {wildcards.case} {params.regions} {params.lesion} --config {params.config} > {log} 2>&1"
 
 
@@ -31,4 +32,4 @@ rule dataset_done:
     conda:
         "../../envs/meddiff.yaml"
     shell:
-        "meddiff list-caches {output.done} {input} > {log} 2>&1"
+        "meddiff --threads {threads} list-caches {output.done} {input} > {log} 2>&1"

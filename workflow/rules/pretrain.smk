@@ -12,7 +12,33 @@ checkpoint manifest:
         split=CFG.preprocess.split,
         seed=CFG.seed,
     shell:
-        "meddiff manifest {output.manifest} {input} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} manifest {output.manifest} {input} --config {params.config} > {log} 2>&1"
+
+
+# training.precision / sampling.precision "auto": fp32 vs bf16 timed once per run on the real network.
+rule probe_precision:
+    output:
+        probe=f"{R}/precision.json",
+    log:
+        f"{R}/logs/probe_precision.log",
+    benchmark:
+        f"{R}/benchmarks/probe_precision.tsv"
+    conda:
+        "../../envs/meddiff.yaml"
+    threads: TORCH_THREADS
+    resources:
+        gpu=1,
+    params:
+        config=RESOLVED,
+        model=CFG.model,
+        precision=[
+            CFG.training.precision,
+            CFG.training.batch_size,
+            CFG.sampling.precision,
+        ],
+        batch=CFG.sampling.patch_batch_size,
+    shell:
+        "meddiff --threads {threads} probe-precision {output.probe} --config {params.config} > {log} 2>&1"
 
 
 # Resumable: the job keeps its last checkpoint in models/<variant>/last (not an output, so Snakemake
@@ -20,6 +46,7 @@ checkpoint manifest:
 rule train:
     input:
         manifest=f"{R}/manifest.csv",
+        precision=rules.probe_precision.output.probe,
     output:
         model=directory(f"{R}/models/{{variant}}/model"),
     log:
@@ -30,6 +57,7 @@ rule train:
         variant="|".join(VARIANTS),
     conda:
         "../../envs/meddiff.yaml"
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     params:
@@ -40,7 +68,8 @@ rule train:
         training=CFG.training,
         seed=CFG.seed,
     shell:
-        "meddiff train {wildcards.variant} {input.manifest} {output.model} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} train {wildcards.variant} {input.manifest} {output.model}"
+        " --precision {input.precision} --config {params.config} > {log} 2>&1"
 
 
 # training.foundation_steps > training.steps: the last variant's finished run continues to more steps.
@@ -48,6 +77,7 @@ rule train_foundation:
     input:
         manifest=f"{R}/manifest.csv",
         run=f"{R}/models/{VARIANTS[-1]}/model",
+        precision=rules.probe_precision.output.probe,
     output:
         model=directory(f"{R}/models/{FOUNDATION_RUN}/model"),
     log:
@@ -56,6 +86,7 @@ rule train_foundation:
         f"{R}/benchmarks/train/{FOUNDATION_RUN}.tsv"
     conda:
         "../../envs/meddiff.yaml"
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     params:
@@ -66,5 +97,5 @@ rule train_foundation:
         training=CFG.training,
         seed=CFG.seed,
     shell:
-        f"meddiff train {FOUNDATION_RUN} {{input.manifest}} {{output.model}} --continue-from {{params.run}}"
-        " --config {params.config} > {log} 2>&1"
+        f"meddiff --threads {{threads}} train {FOUNDATION_RUN} {{input.manifest}} {{output.model}}"
+        " --continue-from {params.run} --precision {input.precision} --config {params.config} > {log} 2>&1"

@@ -17,7 +17,7 @@ rule synthesis_tables:
         config=RESOLVED,
         results=lambda w, output: results_folder(output),
     shell:
-        "meddiff report-synthesis {params.results} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} report-synthesis {params.results} --config {params.config} > {log} 2>&1"
 
 
 rule denoising_table:
@@ -35,7 +35,7 @@ rule denoising_table:
         config=RESOLVED,
         results=lambda w, output: results_folder(output),
     shell:
-        "meddiff report-denoising {input.evaluation} {params.results} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} report-denoising {input.evaluation} {params.results} --config {params.config} > {log} 2>&1"
 
 
 rule anomaly_table:
@@ -54,4 +54,4 @@ rule anomaly_table:
         config=RESOLVED,
         results=lambda w, output: results_folder(output),
     shell:
-        "meddiff report-anomaly {input.metrics} {input.examples} {params.results} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} report-anomaly {input.metrics} {input.examples} {params.results} --config {params.config} > {log} 2>&1"

@@ -2,6 +2,7 @@ rule synthesize:
     input:
         model=f"{R}/models/{{variant}}/model",
         cache=f"{R}/cache/{{dataset}}/{{case}}",
+        precision=rules.probe_precision.output.probe,
     output:
         volume=f"{R}/synthesis/{{variant}}/{{mode}}/{{dataset}}/{{region}}/{{case}}.nii.gz",
     log:
@@ -10,6 +11,7 @@ rule synthesize:
         f"{R}/benchmarks/synthesize/{{variant}}/{{mode}}/{{dataset}}/{{region}}/{{case}}.tsv"
     conda:
         "../../envs/meddiff.yaml"
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     params:
@@ -17,14 +19,15 @@ rule synthesize:
         sampling=CFG.sampling,
         seed=CFG.seed,
     shell:
-        "meddiff synthesize {input.model} {input.cache} {wildcards.region} {output.volume}"
-        " --mode {wildcards.mode} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} synthesize {input.model} {input.cache} {wildcards.region} {output.volume}"
+        " --mode {wildcards.mode} --precision {input.precision} --config {params.config} > {log} 2>&1"
 
 
 rule denoise:
     input:
         model=f"{R}/models/{FOUNDATION}/model",
         manifest=f"{R}/manifest.csv",
+        precision=rules.probe_precision.output.probe,
     output:
         evaluation=directory(f"{R}/evaluation/denoising"),
     log:
@@ -33,6 +36,7 @@ rule denoise:
         f"{R}/benchmarks/denoise.tsv"
     conda:
         "../../envs/meddiff.yaml"
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     params:
@@ -40,12 +44,14 @@ rule denoise:
         denoising=CFG.denoising,
         sampling=CFG.sampling,
     shell:
-        "meddiff denoise {input.model} {input.manifest} {output.evaluation} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} denoise {input.model} {input.manifest} {output.evaluation}"
+        " --precision {input.precision} --config {params.config} > {log} 2>&1"
 
 
 rule anomaly:
     input:
         model=f"{R}/models/{FOUNDATION}/model",
+        precision=rules.probe_precision.output.probe,
     output:
         metrics=f"{R}/evaluation/anomaly.csv",
         examples=f"{R}/evaluation/anomaly_examples.npz",
@@ -55,6 +61,7 @@ rule anomaly:
         f"{R}/benchmarks/anomaly.tsv"
     conda:
         "../../envs/meddiff.yaml"
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     params:
@@ -62,4 +69,5 @@ rule anomaly:
         anomaly=CFG.anomaly,
         sampling=CFG.sampling,
     shell:
-        "meddiff anomaly {input.model} {output.metrics} {output.examples} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} anomaly {input.model} {output.metrics} {output.examples}"
+        " --precision {input.precision} --config {params.config} > {log} 2>&1"
