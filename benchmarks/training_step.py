@@ -103,9 +103,14 @@ def profile_breakdown(prof) -> dict[str, float]:
     return {k: v / whole for k, v in parts.items()}
 
 
-def training_ratios(cfg: Config, manifest: Path, work: Path, repeats: int = 3, steps: int = 12) -> list[dict]:
-    """All training-step rows for the report; bare and meddiff steps interleaved ``repeats`` times."""
+def training_ratios(cfg: Config, manifest: Path, work: Path, repeats: int = 3) -> list[dict]:
+    """All training-step rows for the report; bare and meddiff steps interleaved ``repeats`` times.
+
+    Each meddiff run lasts ``training.checkpoint_every`` steps (12 to 100), so it checkpoints as often as the
+    configured run does (once, at its last step; more often when checkpoint_every > 100).
+    """
     b = cfg.training.batch_size
+    steps = min(max(12, cfg.training.checkpoint_every), 100)
     bare = bare_step(cfg, b)
     bare_times, ours, waits = [], [], []
     for _ in range(repeats):  # interleaved, so machine load hits both alike
