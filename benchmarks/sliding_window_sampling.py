@@ -217,11 +217,12 @@ def compare(
     (ddim, t_ddim), (ddpm, t_ddpm) = runs["ddim"], runs["ddpm"]
     out = {"T": T, "k": ddim_steps, "ddim_s": t_ddim, "ddpm_s": t_ddpm, "ssim_between": ssim(ddim, ddpm, 2.0)}
     if real is not None:
-        win = window or Window(0.0, 2.0)
-        real_hu = unit_to_hu(real, win)
+        if window is None:
+            raise ValueError("a real crop needs its HU window (the case's meta.json 'window') for the HU distance")
+        real_hu = unit_to_hu(real, window)
         for name, vol in (("ddim", ddim), ("ddpm", ddpm)):
             out[f"{name}_ssim"] = ssim(vol, real, 2.0)
-            out[f"{name}_hist_hu"] = hu_histogram_distance(real_hu, unit_to_hu(vol, win))
+            out[f"{name}_hist_hu"] = hu_histogram_distance(real_hu, unit_to_hu(vol, window))
     return out
 
 
