@@ -84,25 +84,11 @@ def test_reference_masks_on_datasets_without_shipped_labels_stop_before_any_job(
 
 
 def tiny_config(tmp_path: Path) -> Path:
-    """The demo config shrunk to minutes: 8 cases, a few training steps, 3 sampling steps."""
-    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text(encoding="utf-8"))
-    cfg["run"] = "e2e"
+    """The tiny workflow of ``.test/config/config.yaml`` (8 cases, a few training steps, 3 sampling steps), with
+    its data folder in ``tmp_path`` and the project's registry."""
+    cfg = yaml.safe_load((ROOT / ".test/config/config.yaml").read_text(encoding="utf-8"))
     cfg["data"]["root"] = str(tmp_path / "raw")
     cfg["data"]["registry"] = str(ROOT / "config/datasets.yaml")
-    cfg["data"]["phantom"]["cases_per_region"] = {"han": 2, "chest": 2, "abdomen": 2, "wholebody": 2}
-    cfg["preprocess"]["spacing_mm"] = [8.0, 8.0, 8.0]
-    cfg["preprocess"]["split"] = {"train": 0.5, "val": 0.25, "test": 0.25}
-    cfg["model"]["patch_size"] = [16, 16, 16]
-    cfg["model"]["channels"] = [8, 16]
-    cfg["model"]["attention_levels"] = [False, True]
-    cfg["model"]["num_head_channels"] = 8
-    cfg["model"]["norm_num_groups"] = 4
-    cfg["training"].update(steps=6, foundation_steps=9, checkpoint_every=3, log_every=2)
-    cfg["sampling"].update(steps=3)
-    cfg["variants"] = cfg["variants"][:1] + cfg["variants"][-1:]
-    cfg["evaluation"]["synthesis_cases"] = 1
-    cfg["denoising"].update(steps=3, cases=1)
-    cfg["anomaly"].update(cases=2)
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
