@@ -13,7 +13,11 @@ if not config:
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
+include: "workflow/rules/settings.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/masks.smk"
 include: "workflow/rules/preprocess.smk"

@@ -123,7 +123,7 @@ def overhead(
     Returns {"ratio", "step_s", "bare_s", "windows", "ratios"} (medians over ``timing_steps`` repeats)."""
     net, device = loaded.network, torch.device(device)
     patch = tuple(net.model_config.patch_size)
-    plan = SlidingWindowPlan(anatomy.shape, patch, overlap, anatomy, REGIONS.index(region), device, blend=blend)
+    plan = SlidingWindowPlan(anatomy.shape, patch, overlap, anatomy, REGIONS.index(region), device, blend=blend, precision="fp32")
     scheduler = make_sampling_scheduler("ddim", loaded.num_train_timesteps, loaded.schedule, ddim_steps, loaded.prediction)
     t = int(scheduler.timesteps[len(scheduler.timesteps) // 2])
     x = torch.randn((1, 1, *anatomy.shape), generator=torch.Generator().manual_seed(seed)).to(device)
@@ -210,7 +210,7 @@ def compare(
     T = loaded.num_train_timesteps
     runs = {}
     for sampler, steps in (("ddim", ddim_steps), ("ddpm", T)):  # MONAI's DDPM step cannot skip steps
-        cfg = SamplingConfig(sampler=sampler, steps=steps, overlap=overlap, patch_batch_size=batch_size, blend=blend)
+        cfg = SamplingConfig(sampler=sampler, steps=steps, overlap=overlap, patch_batch_size=batch_size, blend=blend, precision="fp32")
         start = time.perf_counter()
         vol = sample_volume(loaded, anatomy, region, sampling=cfg, seed=seed, device=device)
         runs[sampler] = (vol, time.perf_counter() - start)

@@ -1,7 +1,9 @@
 """The `meddiff` command: one subcommand per workflow rule. Thin by design: parse, call one function.
 
-Every subcommand takes ``--config`` (a YAML file validated against the schema; the workflow passes
-``results/<run>/config.resolved.yaml``). Errors on bad input print one line and exit with status 2.
+Every subcommand that reads settings takes ``--config``: a whole config file (validated against the schema), or
+the file the workflow writes for the command (``results/<run>/config/<command>.yaml``). Either way the command
+sees only the settings :data:`meddiff.config.COMMAND_SECTIONS` declares for it. Errors on bad input print one
+line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -17,23 +19,25 @@ from meddiff.errors import MeddiffError
 log = logging.getLogger("meddiff")
 
 
-def _config(args):
-    from meddiff.config import load_config
+def _settings(args, key: str | None = None):
+    """The settings the command may read (:data:`meddiff.config.COMMAND_SECTIONS`), from ``--config``: the
+    file the workflow wrote for it, or a whole config file."""
+    from meddiff.config import load_sections
 
-    return load_config(args.config)
+    return load_sections(args.config, key or args.command)
 
 
 def cmd_fetch(args) -> None:
     from meddiff.data.fetch import fetch_and_index
     from meddiff.data.registry import dataset_spec, load_registry
 
-    cfg = _config(args)
+    s = _settings(args)
     fetch_and_index(
-        dataset_spec(load_registry(cfg.data.registry), args.dataset),
-        Path(cfg.data.root),
+        dataset_spec(load_registry(s["data.registry"]), args.dataset),
+        Path(s["data.root"]),
         Path(args.index),
-        phantom=cfg.data.phantom,
-        seed=cfg.seed,
+        phantom=s["data.phantom"],
+        seed=s["seed"],
         workers=args.workers,
     )
 
@@ -41,15 +45,15 @@ def cmd_fetch(args) -> None:
 def cmd_masks(args) -> None:
     from meddiff.data.masks import make_anatomy_mask
 
-    make_anatomy_mask(Path(args.image), Path(args.out), _config(args).masks, args.reference)
+    make_anatomy_mask(Path(args.image), Path(args.out), _settings(args)["masks"], args.reference)
 
 
 def cmd_preprocess(args) -> None:
     from meddiff.data.preprocess import preprocess_case
     from meddiff.data.registry import load_registry
 
-    cfg = _config(args)
-    regions = args.region or list(load_registry(cfg.data.registry)[args.dataset].regions)
+    s = _settings(args)
+    regions = args.region or list(load_registry(s["data.registry"])[args.dataset].regions)
     preprocess_case(
         Path(args.image),
         Path(args.mask),
@@ -57,7 +61,7 @@ def cmd_preprocess(args) -> None:
         case=args.case,
         dataset=args.dataset,
         regions=regions,
-        cfg=cfg.preprocess,
+        cfg=s["preprocess"],
         lesion_path=Path(args.lesion) if args.lesion else None,
     )
 
@@ -71,29 +75,30 @@ def cmd_list_caches(args) -> None:
 def cmd_manifest(args) -> None:
     from meddiff.data.manifest import build_manifest, write_manifest
 
-    cfg = _config(args)
+    s = _settings(args)
     case_dirs = [Path(line) for done in args.done for line in Path(done).read_text().split()]
-    write_manifest(build_manifest(case_dirs, cfg.preprocess.split, cfg.seed), Path(args.out))
+    write_manifest(build_manifest(case_dirs, s["data.split"], s["seed"]), Path(args.out))
 
 
-def _with_sampling_precision(cfg, args, model_dir: Path | None = None):
-    """``cfg`` with ``sampling.precision`` resolved: from ``--precision`` (the run's probe), as set, or for
+def _sampling(s, args, model_dir: Path):
+    """``sampling`` with its precision resolved: from ``--precision`` (the run's probe), as set, or for
     ``auto`` without a probe file by timing the model of ``model_dir`` now."""
     import dataclasses
 
     from meddiff.diffusion.precision import read_choice
 
+    sampling = s["sampling"]
     if args.precision:
         chosen = read_choice(Path(args.precision), "sampling").chosen
-    elif cfg.sampling.precision != "auto":
-        return cfg
+    elif sampling.precision != "auto":
+        return sampling
     else:
         from meddiff.diffusion.checkpoint import load_model
         from meddiff.diffusion.samplers import probe_sampling_precision
 
-        network = load_model(model_dir, _device(cfg)).network
-        chosen = probe_sampling_precision(network, cfg.sampling, _device(cfg)).chosen
-    return dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, precision=chosen))
+        network = load_model(model_dir, s.device()).network
+        chosen = probe_sampling_precision(network, sampling.precision, sampling.patch_batch_size, s.device()).chosen
+    return dataclasses.replace(sampling, precision=chosen)
 
 
 def cmd_probe_precision(args) -> None:
@@ -103,24 +108,20 @@ def cmd_probe_precision(args) -> None:
     from meddiff.diffusion.training import probe_training_precision
     from meddiff.models.network import MedDiffUNet
 
-    cfg = _config(args)
-    device = _device(cfg)
-    network = MedDiffUNet(cfg.model, cfg.variants[-1].position).to(device)
-    d = cfg.diffusion
+    s = _settings(args)
+    device = s.device()
+    network = MedDiffUNet(s["model"], s["variant"].position).to(device)
+    d = s["diffusion"]
     scheduler = make_scheduler(d.num_train_timesteps, d.schedule, d.prediction)
     choices = {
-        "training": probe_training_precision(network, scheduler, cfg.training, device),
-        "sampling": probe_sampling_precision(network.eval(), cfg.sampling, device),
+        "training": probe_training_precision(
+            network, scheduler, s["training.precision"], s["training.batch_size"], device
+        ),
+        "sampling": probe_sampling_precision(
+            network.eval(), s["sampling.precision"], s["sampling.patch_batch_size"], device
+        ),
     }
     write_choices(Path(args.out), choices)
-
-
-def _device(cfg) -> str:
-    if cfg.device != "auto":
-        return cfg.device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def cmd_train(args) -> None:
@@ -128,11 +129,11 @@ def cmd_train(args) -> None:
 
     from meddiff.diffusion.training import train
 
-    cfg = _config(args)
+    s = _settings(args, f"train.{args.variant}")
     out = Path(args.out)
     if out.name != "model":
         raise MeddiffError(f"{out}: the model folder must be named 'model' (its parent keeps checkpoints and logs)")
-    training = cfg.training
+    training = s["training"]
     precision = None
     if args.precision:
         from meddiff.diffusion.precision import read_choice
@@ -145,12 +146,12 @@ def cmd_train(args) -> None:
     train(
         Path(args.manifest),
         out.parent,
-        model=cfg.model,
-        diffusion=cfg.diffusion,
+        model=s["model"],
+        diffusion=s["diffusion"],
         training=training,
-        variant=cfg.variant(args.variant),
-        seed=cfg.seed,
-        device=_device(cfg),
+        variant=s["variant"],
+        seed=s["seed"],
+        device=s.device(),
         continue_from=None if args.continue_from is None else Path(args.continue_from),
         precision=precision,
     )
@@ -159,59 +160,107 @@ def cmd_train(args) -> None:
 def cmd_synthesize(args) -> None:
     from meddiff.tasks.synthesis import synthesize_case
 
-    cfg = _with_sampling_precision(_config(args), args, Path(args.model))
+    s = _settings(args)
     synthesize_case(
         Path(args.model),
         Path(args.case_dir),
         args.region,
         Path(args.out),
-        sampling=cfg.sampling,
-        seed=cfg.seed,
-        device=_device(cfg),
+        sampling=_sampling(s, args, Path(args.model)),
+        seed=s["seed"],
+        device=s.device(),
         unconditional=args.mode == "unconditional",
     )
 
 
 def cmd_evaluate_synthesis(args) -> None:
-    from meddiff.metrics.synthesis_evaluation import evaluate_synthesis
+    from meddiff.evaluation.synthesis import evaluate_synthesis
 
-    cfg = _config(args)
+    s = _settings(args)
     evaluate_synthesis(
-        Path(args.manifest), Path(args.synthetic), Path(args.out), Path(args.features), cfg, _device(cfg)
+        Path(args.manifest),
+        Path(args.synthetic),
+        Path(args.out),
+        Path(args.features),
+        Path(args.examples),
+        synthesis_cases=s["evaluation.synthesis_cases"],
+        medicalnet_weights=s["evaluation.medicalnet_weights"],
+        masks=s["masks"],
+        device=s.device(),
     )
 
 
 def cmd_report_synthesis(args) -> None:
     from meddiff.reporting.synthesis_report import report_synthesis
 
-    cfg = _config(args)
-    report_synthesis(Path(args.results), cfg, Path(args.config), _device(cfg))
+    report_synthesis(Path(args.results), _settings(args))
 
 
 def cmd_denoise(args) -> None:
-    from meddiff.metrics.denoising_evaluation import run_denoising_experiment
+    from meddiff.tasks.denoising import denoise_test_cases
 
-    cfg = _with_sampling_precision(_config(args), args, Path(args.model))
-    run_denoising_experiment(Path(args.model), Path(args.manifest), Path(args.out), cfg, _device(cfg))
+    s = _settings(args)
+    denoise_test_cases(
+        Path(args.model),
+        Path(args.manifest),
+        Path(args.out),
+        cfg=s["denoising"],
+        sampling=_sampling(s, args, Path(args.model)),
+        windows=s["preprocess.windows"],
+        spacing_mm=s["preprocess.spacing_mm"],
+        interpolation=s["preprocess.image_interpolation"],
+        patch_size=s["model.patch_size"],
+        data_root=Path(s["data.root"]),
+        seed=s["seed"],
+        device=s.device(),
+    )
+
+
+def cmd_evaluate_denoising(args) -> None:
+    from meddiff.evaluation.denoising import evaluate_denoising_task
+
+    evaluate_denoising_task(Path(args.task), Path(args.out), window=_settings(args)["denoising.window"])
 
 
 def cmd_anomaly(args) -> None:
-    from meddiff.metrics.anomaly_evaluation import run_anomaly_experiment
+    from meddiff.tasks.anomaly import detect_anomalies
 
-    cfg = _with_sampling_precision(_config(args), args, Path(args.model))
-    run_anomaly_experiment(Path(args.model), Path(args.out), Path(args.examples), cfg, _device(cfg))
+    s = _settings(args)
+    detect_anomalies(
+        Path(args.model),
+        Path(args.out),
+        cfg=s["anomaly"],
+        sampling=_sampling(s, args, Path(args.model)),
+        window=s["preprocess.windows"]["abdomen"],
+        spacing_mm=s["preprocess.spacing_mm"],
+        patch_size=s["model.patch_size"],
+        mask_backend=s["masks.backend"],
+        data_root=Path(s["data.root"]),
+        seed=s["seed"],
+        device=s.device(),
+    )
+
+
+def cmd_evaluate_anomaly(args) -> None:
+    from meddiff.evaluation.anomaly import evaluate_anomaly_task
+
+    s = _settings(args)
+    evaluate_anomaly_task(
+        Path(args.maps), Path(args.out), Path(args.examples), threshold=s["anomaly.threshold"],
+        dataset=s["anomaly.dataset"],
+    )  # fmt: skip
 
 
 def cmd_report_denoising(args) -> None:
     from meddiff.reporting.task_reports import report_denoising
 
-    report_denoising(Path(args.evaluation), Path(args.results), _config(args), Path(args.config))
+    report_denoising(Path(args.evaluation), Path(args.noise), Path(args.results), _settings(args))
 
 
 def cmd_report_anomaly(args) -> None:
     from meddiff.reporting.task_reports import report_anomaly
 
-    report_anomaly(Path(args.metrics), Path(args.examples), Path(args.results), _config(args), Path(args.config))
+    report_anomaly(Path(args.metrics), Path(args.examples), Path(args.results), _settings(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
         for args, kwargs in arguments:
             p.add_argument(*args, **kwargs)
         if needs_config:
-            p.add_argument("--config", required=True, help="config YAML (validated against the schema)")
+            p.add_argument("--config", required=True, help="config YAML: a whole config (validated against the "
+                           "schema) or the command's settings file the workflow writes (results/<run>/config/)")
         p.set_defaults(func=func)
         return p
 
@@ -325,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
         (("manifest",), {"help": "manifest.csv"}),
         (("synthetic",), {"help": "folder of synthetic volumes (<dataset>/<region>/<case>.nii.gz)"}),
         (("out",), {"help": "per-case metrics CSV"}),
-        (("features",), {"help": "features .npz"}),
+        (("features",), {"help": "features .npz (FID/MMD pools)"}),
+        (("examples",), {"help": "Figure 5 material .npz (the first crop of each region)"}),
     )
     add(
         "report-synthesis",
@@ -336,36 +387,52 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "denoise",
         cmd_denoise,
-        "Zero-shot low-dose CT denoising (DiffPIR) of the test cases, with NLM and BM3D baselines.",
+        "Zero-shot low-dose CT denoising (DiffPIR) of the test cases, with NLM and BM3D baselines: writes the volumes.",
         (("model",), {"help": "trained model folder (MedDiff-FM)"}),
         (("manifest",), {"help": "manifest.csv (demo: test crops to simulate low dose on)"}),
-        (("out",), {"help": "output evaluation folder"}),
+        (("out",), {"help": "output task folder (cases.csv, noise.json, volumes/)"}),
         (("--precision",), {"metavar": "PROBE", "help": "precision probe JSON of the run (`meddiff probe-precision`); "
                                  "without it precision 'auto' is measured now"}),
     )
     add(
+        "evaluate-denoising",
+        cmd_evaluate_denoising,
+        "PSNR / SSIM of every denoised volume and the low-dose input against the full dose (Table 5 rows).",
+        (("task",), {"help": "folder written by `meddiff denoise`"}),
+        (("out",), {"help": "output evaluation folder (metrics.csv, table5.csv, fig6_slices.npz)"}),
+    )
+    add(
         "anomaly",
         cmd_anomaly,
-        "Zero-shot anomaly detection in the liver (one-step x0 reconstruction from t = anomaly.timestep).",
+        "Zero-shot anomaly detection in the liver (one-step x0 reconstruction from t = anomaly.timestep): "
+        "writes the anomaly maps.",
         (("model",), {"help": "trained model folder (MedDiff-FM)"}),
-        (("out",), {"help": "per-case metrics CSV"}),
-        (("examples",), {"help": "summary + Figure 7 material (.npz)"}),
+        (("out",), {"help": "output anomaly maps (.npz)"}),
         (("--precision",), {"metavar": "PROBE", "help": "precision probe JSON of the run (`meddiff probe-precision`); "
                                  "without it precision 'auto' is measured now"}),
+    )
+    add(
+        "evaluate-anomaly",
+        cmd_evaluate_anomaly,
+        "Image / pixel AUROC, PRO and Dice of the anomaly maps (the Table 6 row).",
+        (("maps",), {"help": "anomaly maps of `meddiff anomaly`"}),
+        (("out",), {"help": "per-case metrics CSV"}),
+        (("examples",), {"help": "summary + Figure 7 material (.npz)"}),
     )
     add(
         "report-denoising",
         cmd_report_denoising,
         "Table 5 and Figure 6 from a denoising evaluation folder.",
-        (("evaluation",), {"help": "folder written by `meddiff denoise`"}),
+        (("evaluation",), {"help": "folder written by `meddiff evaluate-denoising`"}),
+        (("noise",), {"help": "noise.json of the `meddiff denoise` task folder"}),
         (("results",), {"help": "results/<run> folder"}),
     )
     add(
         "report-anomaly",
         cmd_report_anomaly,
         "Table 6 and Figure 7 from an anomaly evaluation.",
-        (("metrics",), {"help": "per-case metrics CSV of `meddiff anomaly`"}),
-        (("examples",), {"help": ".npz of `meddiff anomaly`"}),
+        (("metrics",), {"help": "per-case metrics CSV of `meddiff evaluate-anomaly`"}),
+        (("examples",), {"help": ".npz of `meddiff evaluate-anomaly`"}),
         (("results",), {"help": "results/<run> folder"}),
     )
     return parser

@@ -30,11 +30,19 @@ class PhantomConfig:
 
 
 @dataclass(frozen=True)
+class SplitConfig:
+    train: float
+    val: float
+    test: float
+
+
+@dataclass(frozen=True)
 class DataConfig:
     root: str
     registry: str
     datasets: list[str]
     task_datasets: list[str]
+    split: SplitConfig
     phantom: PhantomConfig
 
 
@@ -56,19 +64,11 @@ class Window:
 
 
 @dataclass(frozen=True)
-class SplitConfig:
-    train: float
-    val: float
-    test: float
-
-
-@dataclass(frozen=True)
 class PreprocessConfig:
     spacing_mm: tuple[float, float, float]
     image_interpolation: str
     windows: dict[str, Window]
     min_region_extent_mm: float
-    split: SplitConfig
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class ModelConfig:
 class DiffusionConfig:
     num_train_timesteps: int
     schedule: str
-    prediction: str = "epsilon"
+    prediction: str
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class SamplingConfig:
     overlap: float
     patch_batch_size: int
     blend: str
-    precision: str = "fp32"  # "auto" until resolved by the precision probe (meddiff.diffusion.precision)
+    precision: str  # "auto" until resolved by the precision probe (meddiff.diffusion.precision)
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ class AnomalyConfig:
     threshold: float
     cases: int
     slices_per_volume: int
-    remove_organ_offset: bool = False
+    remove_organ_offset: bool
 
 
 @dataclass(frozen=True)
@@ -181,8 +181,7 @@ class Config:
         """Model folder (under ``models/``) of the foundation model that Table 4 and the tasks use: the last
         variant's own Table 3 run, or :data:`FOUNDATION_RUN` when ``training.foundation_steps`` continues
         that run beyond ``training.steps``."""
-        extra = self.training.foundation_steps
-        return FOUNDATION_RUN if extra is not None and extra > self.training.steps else self.variants[-1].name
+        return foundation_run(self.training.steps, self.training.foundation_steps, self.variants)
 
     def variant(self, name: str) -> Variant:
         """A variant by name; :data:`FOUNDATION_RUN` is the last variant (its longer run)."""
@@ -244,9 +243,9 @@ def config_from_dict(raw: dict) -> Config:
             f"training.foundation_steps ({training['foundation_steps']}) must be >= training.steps "
             f"({training['steps']}): the foundation model continues the last variant's run"
         )
-    split = raw["preprocess"]["split"]
+    split = raw["data"]["split"]
     if abs(sum(split.values()) - 1.0) > 1e-6:
-        raise ConfigError(f"preprocess.split fractions must sum to 1, got {split}")
+        raise ConfigError(f"data.split fractions must sum to 1, got {split}")
     if sum(raw["training"]["level_probabilities"]) <= 0:
         raise ConfigError("training.level_probabilities must not all be zero")
     model = raw["model"]
@@ -255,9 +254,8 @@ def config_from_dict(raw: dict) -> Config:
     return _build(Config, raw, "config")
 
 
-def load_config(path: str | Path) -> Config:
-    """Read, validate and type a YAML config file."""
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
+    """The top-level mapping of a YAML file (loaded safely), or a one-line ConfigError naming the file."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -266,7 +264,154 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and type a YAML config file."""
+    path = Path(path)
+    raw = _read_yaml(path)
     try:
         return config_from_dict(raw)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+# ---------------------------------------------------------------- what each command reads
+# The settings each `meddiff` command reads, as dotted paths into the config. The workflow writes each
+# command's values to results/<run>/config/<command>.yaml with a job whose params: are exactly these values
+# (workflow/rules/common.smk), and the command receives only them (:func:`load_sections`). So changing a
+# setting reruns exactly the commands that read it (and what depends on their outputs), and a command cannot
+# read a setting it does not declare. "variant" is the trained variant: the one named after "train." in the
+# command key ("train.<variant>"), else the foundation model's (the last one).
+_PROVENANCE = ("run", "seed", "diffusion", "training.precision", "sampling.precision")
+COMMAND_SECTIONS: dict[str, tuple[str, ...]] = {
+    "fetch": ("seed", "data.root", "data.registry", "data.phantom"),
+    "masks": ("masks",),
+    "preprocess": ("data.registry", "preprocess"),
+    "manifest": ("seed", "data.split"),
+    "probe-precision": ("device", "model", "diffusion", "variant", "training.precision", "training.batch_size",
+                        "sampling.precision", "sampling.patch_batch_size"),
+    "train": ("seed", "device", "model", "diffusion", "training", "variant"),
+    "synthesize": ("seed", "device", "sampling"),
+    "evaluate-synthesis": ("device", "evaluation.synthesis_cases", "evaluation.medicalnet_weights", "masks"),
+    "report-synthesis": (*_PROVENANCE, "data.datasets", "variants", "training.steps", "training.foundation_steps",
+                         "masks.backend", "evaluation.maisi_output"),
+    "denoise": ("seed", "device", "data.root", "preprocess.windows", "preprocess.spacing_mm",
+                "preprocess.image_interpolation", "model.patch_size", "denoising", "sampling"),
+    "evaluate-denoising": ("denoising.window",),
+    "report-denoising": (*_PROVENANCE, "denoising"),
+    "anomaly": ("seed", "device", "data.root", "preprocess.windows", "preprocess.spacing_mm", "model.patch_size",
+                "masks.backend", "anomaly", "sampling"),
+    "evaluate-anomaly": ("anomaly.dataset", "anomaly.threshold"),
+    "report-anomaly": (*_PROVENANCE, "anomaly"),
+}
+SECTIONS_KEY = "meddiff_sections_of"
+
+
+def _command_base(key: str) -> tuple[str, str | None]:
+    """("train", "baseline") of "train.baseline"; (key, None) otherwise."""
+    command, _, variant = key.partition(".")
+    if command not in COMMAND_SECTIONS:
+        raise ConfigError(f"unknown command {command!r}; commands with settings: {sorted(COMMAND_SECTIONS)}")
+    return command, variant or None
+
+
+def _type_at(path: str):
+    tp = Config
+    for part in path.split("."):
+        tp = typing.get_type_hints(tp)[part]
+    return tp
+
+
+def section_values(raw: dict, key: str) -> dict:
+    """The plain (validated, defaults filled) values of the settings command ``key`` reads, by dotted path."""
+    command, variant = _command_base(key)
+    out = {}
+    for path in COMMAND_SECTIONS[command]:
+        if path == "variant":
+            names = [v["name"] for v in raw["variants"]]
+            if variant is None or variant == FOUNDATION_RUN:
+                value = raw["variants"][-1]
+            elif variant in names:
+                value = raw["variants"][names.index(variant)]
+            else:
+                raise ConfigError(f"unknown variant {variant!r}; the config defines {names}")
+        else:
+            value = raw
+            for part in path.split("."):
+                value = value[part]
+        out[path] = value
+    return out
+
+
+class Sections:
+    """The typed settings one command may read: ``sections["preprocess.windows"]``, ``sections["seed"]``.
+
+    Asking for a setting the command does not declare in :data:`COMMAND_SECTIONS` is a programming error
+    and raises ``KeyError`` naming the command, so a command cannot depend on what its rule does not rerun on.
+    """
+
+    def __init__(self, key: str, values: dict):
+        self.key = key
+        command, _ = _command_base(key)
+        self._values = {
+            path: _build(Variant if path == "variant" else _type_at(path), values[path], path)
+            for path in COMMAND_SECTIONS[command]
+        }
+
+    def __getitem__(self, path: str):
+        try:
+            return self._values[path]
+        except KeyError:
+            raise KeyError(f"command {self.key!r} does not declare the setting {path!r} "
+                           "(meddiff.config.COMMAND_SECTIONS)") from None
+
+    def device(self) -> str:
+        """``device`` with "auto" resolved (cuda when available)."""
+        if self["device"] != "auto":
+            return self["device"]
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def foundation_run(training_steps: int, foundation_steps: int | None, variants: list[Variant]) -> str:
+    """Model folder (under ``models/``) of the foundation model: the last variant's own run, or
+    :data:`FOUNDATION_RUN` when ``training.foundation_steps`` continues it beyond ``training.steps``."""
+    longer = foundation_steps is not None and foundation_steps > training_steps
+    return FOUNDATION_RUN if longer else variants[-1].name
+
+
+def write_sections(path: str | Path, key: str, values: dict, log: str | Path | None = None) -> None:
+    """Write the settings of command ``key`` (from :func:`section_values`) as YAML, atomically; say so in ``log``."""
+    from meddiff.atomic import write_text
+
+    write_text(path, yaml.safe_dump({SECTIONS_KEY: key, **values}, sort_keys=False))
+    if log is not None:
+        write_text(log, f"{path}: the settings of {key!r}: {', '.join(values)}\n")
+
+
+def write_resolved_config(path: str | Path, raw: dict, log: str | Path | None = None) -> None:
+    """Write the whole resolved config (validated, defaults filled) as YAML, atomically; say so in ``log``."""
+    from meddiff.atomic import write_text
+
+    write_text(path, yaml.safe_dump(raw, sort_keys=False))
+    if log is not None:
+        write_text(log, f"{path}: the resolved config of run {raw.get('run')!r}\n")
+
+
+def load_sections(path: str | Path, key: str) -> Sections:
+    """The settings command ``key`` reads, from a file :func:`write_sections` wrote for it (the workflow) or
+    from a whole config file (by hand), which is validated first."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if SECTIONS_KEY in raw:
+        if raw[SECTIONS_KEY] != key:
+            raise ConfigError(f"{path}: holds the settings of {raw[SECTIONS_KEY]!r}, not of {key!r}")
+        return Sections(key, raw)
+    try:
+        config_from_dict(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return Sections(key, section_values(validate(dict(raw)), key))

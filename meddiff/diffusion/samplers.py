@@ -214,13 +214,14 @@ def probe_inputs(patch: Sequence[int], batch: int, device: str | torch.device, s
 
 
 def probe_sampling_precision(
-    network: nn.Module, sampling: SamplingConfig, device: str | torch.device, patch_size: Sequence[int] | None = None
+    network: nn.Module, precision: str, batch_size: int, device: str | torch.device,
+    patch_size: Sequence[int] | None = None,
 ) -> PrecisionChoice:
-    """Resolve ``sampling.precision`` by timing no-grad forwards of one batch of ``sampling.patch_batch_size``
-    random windows (:func:`meddiff.diffusion.precision.choose_precision`)."""
+    """Resolve ``sampling.precision`` (``precision``) by timing no-grad forwards of one batch of ``batch_size``
+    (``sampling.patch_batch_size``) random windows (:func:`meddiff.diffusion.precision.choose_precision`)."""
     device = torch.device(device)
     patch = tuple(patch_size) if patch_size is not None else tuple(network.model_config.patch_size)
-    b = sampling.patch_batch_size
+    b = batch_size
     screen = conv_screen(network.model_config.channels[0], patch, b, device)
     run_once = forward_fn(network, probe_inputs(patch, b, device), device)
-    return choose_precision(sampling.precision, run_once, device, screen=screen, what="sampling batch")
+    return choose_precision(precision, run_once, device, screen=screen, what="sampling batch")

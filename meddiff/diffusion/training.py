@@ -245,7 +245,9 @@ class _TrainingRun:
             return self.precision
         if given is not None:
             return given
-        return probe_training_precision(self.network, self.scheduler, self.training, self.ctx.device)
+        return probe_training_precision(
+            self.network, self.scheduler, self.training.precision, self.training.batch_size, self.ctx.device
+        )
 
     # ------------------------------------------------------------------------------------------------ loop
 
@@ -444,17 +446,17 @@ def probe_batch(model: ModelConfig, batch_size: int, seed: int = 0) -> dict[str,
 
 
 def probe_training_precision(
-    network: MedDiffUNet, scheduler, training: TrainingConfig, device: torch.device | str
+    network: MedDiffUNet, scheduler, precision: str, batch_size: int, device: torch.device | str
 ) -> PrecisionChoice:
-    """Resolve ``training.precision`` by timing training steps of a copy of ``network`` on a random micro-batch
-    of ``training.batch_size`` patches (:func:`meddiff.diffusion.precision.choose_precision`)."""
+    """Resolve ``training.precision`` (``precision``) by timing training steps of a copy of ``network`` on a random
+    micro-batch of ``batch_size`` patches (:func:`meddiff.diffusion.precision.choose_precision`)."""
     device = torch.device(device)
-    batch = probe_batch(network.model_config, training.batch_size)
+    batch = probe_batch(network.model_config, batch_size)
 
     def loss_fn(net, b, precision):
         return diffusion_loss(net, scheduler, b, torch.Generator().manual_seed(0), device, precision)
 
     run_once = training_step_fn(network, batch, device, loss_fn)
     model = network.model_config
-    screen = conv_screen(model.channels[0], tuple(model.patch_size), training.batch_size, device)
-    return choose_precision(training.precision, run_once, device, screen=screen, what="training step")
+    screen = conv_screen(model.channels[0], tuple(model.patch_size), batch_size, device)
+    return choose_precision(precision, run_once, device, screen=screen, what="training step")

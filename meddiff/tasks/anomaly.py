@@ -4,8 +4,7 @@ The model has learnt mostly healthy anatomy. The organ of interest is cut out of
 fixed timestep t (950 of 1000 in the paper, so that tumours are destroyed), and the clean image is predicted in
 one step (eq. 9); where the image differs from this "healthy" reconstruction, the anomaly map is high.
 
-Metrics live in :mod:`meddiff.metrics.anomaly` (data flows tasks -> metrics): the CLI calls
-:func:`run_anomaly_task`, then :func:`meddiff.metrics.anomaly.evaluate_anomaly`, then :func:`table6`.
+This module writes the maps (:func:`detect_anomalies`); :mod:`meddiff.evaluation.anomaly` scores them.
 """
 
 from __future__ import annotations
@@ -13,19 +12,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 from scipy import ndimage
 from tqdm import tqdm
 
-from meddiff.config import AnomalyConfig, SamplingConfig
-from meddiff.data.anomaly_cases import AnomalyCase
+from meddiff.atomic import atomic_path
+from meddiff.config import AnomalyConfig, SamplingConfig, Window
+from meddiff.data.anomaly_cases import AnomalyCase, demo_anomaly_cases
+from meddiff.data.bmad import load_bmad_liver
 from meddiff.data.intensity import unit_to_hu
 from meddiff.errors import ConfigError, GeometryError, InputImageError
-from meddiff.labels import REGIONS, indices
+from meddiff.labels import BODY, REGIONS, indices
 
 if TYPE_CHECKING:
     from meddiff.diffusion.checkpoint import LoadedModel
@@ -312,79 +313,75 @@ def run_anomaly_task(
     return AnomalyTaskOutput(list(cases), maps, organs)
 
 
-@dataclass(frozen=True)
-class AnomalyFigureData:
-    """Fig. 7 material for one lesioned case: (Z, Y, X) image in HU, anomaly map normalised by the dataset
-    scale (0..1), lesion mask; ``slice_index`` = axial slice with the largest lesion area."""
+def anomaly_cases(
+    dataset: str, *, cases: int, slices_per_volume: int, window: Window, spacing_mm: Sequence[float],
+    patch_size: Sequence[int], data_root: Path, seed: int,
+) -> list[AnomalyCase]:
+    """The evaluation cases of ``anomaly.dataset``.
 
-    case: str
-    image_hu: np.ndarray
-    anomaly_map: np.ndarray
-    lesion_mask: np.ndarray
-    slice_index: int
-    window: tuple[float, float]
-
-    def rows(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Input of :func:`meddiff.reporting.figures.overlay_figure` (which shows the largest-lesion slice)."""
-        return {self.case: (self.image_hu, self.anomaly_map, self.lesion_mask)}
-
-
-def figure_data(output: AnomalyTaskOutput, scale: float) -> AnomalyFigureData | None:
-    """The lesioned case whose largest axial lesion cross-section is the largest of all (None if no lesion).
-
-    ``scale`` is the dataset-wide normalisation (:func:`meddiff.metrics.anomaly.dataset_max`).
+    Demo (``phantom``): freshly generated abdomen phantoms, half healthy and half with liver tumours, resampled
+    and windowed like the training data (``cases`` in all, default 6). Paper scale (``bmad_liver``): BMAD's
+    liver test slices stacked into pseudo-3D volumes of ``slices_per_volume`` slices (default: the patch depth).
     """
-    best, best_area = None, 0
-    for i, case in enumerate(output.cases):
-        areas = case.lesion_mask.reshape(case.lesion_mask.shape[0], -1).sum(axis=1)
-        if areas.size and areas.max() > best_area:
-            best, best_area = i, int(areas.max())
-    if best is None:
-        return None
-    case = output.cases[best]
-    z = int(np.argmax(case.lesion_mask.reshape(case.lesion_mask.shape[0], -1).sum(axis=1)))
-    amap = output.maps[best] / scale if scale > 0 else output.maps[best]
-    return AnomalyFigureData(
-        case=case.case,
-        image_hu=unit_to_hu(case.image, case.window).astype(np.float32),
-        anomaly_map=np.clip(amap, 0.0, 1.0).astype(np.float32),
-        lesion_mask=case.lesion_mask.astype(bool),
-        slice_index=z,
-        window=case.window.bounds,
+    if dataset == "phantom":
+        n = cases or 6
+        return demo_anomaly_cases(n // 2, n - n // 2, seed=seed, spacing_mm=spacing_mm, window=window)
+    return load_bmad_liver(
+        Path(data_root) / dataset,
+        "test",
+        slices_per_volume=slices_per_volume or patch_size[0],
+        window=window,
+        max_volumes=cases,
     )
 
 
-TABLE6_COLUMNS = ("Image AUROC", "Pixel AUROC", "PRO", "Dice")
-_TABLE6_CITED = {
-    "DRAEM": (0.6995, 0.8745, 0.7929, 0.0938),
-    "MKD": (0.6072, 0.9606, 0.9108, 0.1492),
-    "RD4AD": (0.6038, 0.9601, 0.9029, 0.1072),
-    "STFPM": (0.6175, 0.9118, 0.9062, 0.0887),
-    "PaDiM": (0.5078, 0.9094, 0.7679, 0.0450),
-    "PatchCore": (0.6028, 0.9643, 0.8775, 0.1049),
-    "CFA": (0.6200, 0.9724, 0.9275, 0.1493),
-    "CFLOW": (0.5080, 0.9241, 0.8311, 0.0758),
-    "SimpleNet": (0.7228, 0.9751, 0.9107, 0.1226),
-    "MedDiff-FM": (0.8525, 0.9760, 0.9663, 0.2744),
-}
-CITED_SOURCE = "paper (cited from BMAD, BMAD liver)"
+def write_anomaly_maps(output: AnomalyTaskOutput, path: Path) -> None:
+    """Write the maps and what scoring them needs, atomically, as one npz: ``cases`` (names), and per case
+    ``<case>/map``, ``<case>/organ``, ``<case>/lesion`` and ``<case>/image_hu`` ((Z, Y, X)) and ``<case>/window``
+    ((low, high) HU of the image's window)."""
+    arrays = {"cases": np.array([c.case for c in output.cases])}
+    for case, amap, organ in zip(output.cases, output.maps, output.organ_masks):
+        arrays.update({
+            f"{case.case}/map": amap,
+            f"{case.case}/organ": organ,
+            f"{case.case}/lesion": case.lesion_mask,
+            f"{case.case}/image_hu": unit_to_hu(case.image, case.window).astype(np.float32),
+            f"{case.case}/window": np.array(case.window.bounds),
+        })  # fmt: skip
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
 
 
-def cited_rows() -> pd.DataFrame:
-    """Table 6 of the paper (baselines as reported by BMAD, and the paper's MedDiff-FM), one row per method."""
-    rows = [{"Method": m, **dict(zip(TABLE6_COLUMNS, v)), "source": CITED_SOURCE} for m, v in _TABLE6_CITED.items()]
-    return pd.DataFrame(rows, columns=["Method", *TABLE6_COLUMNS, "source"])
+def detect_anomalies(
+    model_dir: Path,
+    out_npz: Path,
+    *,
+    cfg: AnomalyConfig,
+    sampling: SamplingConfig,
+    window: Window,
+    spacing_mm: Sequence[float],
+    patch_size: Sequence[int],
+    mask_backend: str,
+    data_root: Path,
+    seed: int,
+    device: str,
+) -> AnomalyTaskOutput:
+    """The ``anomaly`` rule: anomaly maps of every case of ``cfg.dataset`` with the model in ``model_dir``,
+    written by :func:`write_anomaly_maps`. ``window`` is the abdomen window the model was trained on."""
+    from meddiff.diffusion.checkpoint import load_model
 
-
-def table6(summary: dict, *, method: str, source: str) -> pd.DataFrame:
-    """Cited Table 6 rows plus this run's row from an evaluation summary
-    (keys ``image_auroc``, ``pixel_auroc``, ``pro``, ``dice`` of :func:`meddiff.metrics.anomaly.anomaly_metrics`)."""
-    ours = {
-        "Method": method,
-        "Image AUROC": summary["image_auroc"],
-        "Pixel AUROC": summary["pixel_auroc"],
-        "PRO": summary["pro"],
-        "Dice": summary["dice"],
-        "source": source,
-    }
-    return pd.concat([cited_rows(), pd.DataFrame([ours])], ignore_index=True)
+    cases = anomaly_cases(
+        cfg.dataset, cases=cfg.cases, slices_per_volume=cfg.slices_per_volume, window=window,
+        spacing_mm=spacing_mm, patch_size=patch_size, data_root=data_root, seed=seed,
+    )  # fmt: skip
+    loaded = load_model(model_dir, device)
+    # The model knows the label space of its own mask backend: the threshold backend labels the liver
+    # (and every soft-tissue organ) ``body``, so that is the condition it must be given there.
+    condition_label = BODY if mask_backend == "threshold" else None
+    map_fn = model_map_fn(
+        loaded, cfg=cfg, sampling=sampling, patch_size=patch_size, device=device, condition_label=condition_label
+    )
+    output = run_anomaly_task(cases, map_fn, cfg, seed=seed)
+    write_anomaly_maps(output, out_npz)
+    return output

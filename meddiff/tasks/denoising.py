@@ -10,12 +10,11 @@ Intensity spaces (decided here, one place):
   Voxels the model clips at its window bound (x0_hat at -1 or +1) take the low-dose HU beyond that bound,
   so that the part of the evaluation window outside the model window (abdomen: [-160, -120] HU) is not
   flattened to the bound.
-- **Evaluation space.** Every method and the LDCT baseline are compared with the full-dose volume in the
-  evaluation window (default [-160, 240] HU, paper 4.3.2), clipped and scaled to [0, 1], data range 1.
+- **Evaluation space** (:mod:`meddiff.evaluation.denoising`): every method and the low-dose input against the
+  full dose in the ``denoising.window``.
 
-Metrics: PSNR and SSIM (:mod:`meddiff.metrics.image_quality`, MONAI) per axial slice, averaged over the
-slices of a case (as the 2D methods of Table 5 are evaluated); slices whose full-dose image is constant in
-the window (all air / all clipped) are skipped. Improvements are method - LDCT on the same case.
+The NLM and BM3D baselines run on the same cases with the same noise estimate. This module writes volumes;
+it computes no metric.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +35,12 @@ from meddiff.config import DenoisingConfig, SamplingConfig, Window
 from meddiff.data.intensity import hu_to_unit, unit_to_hu
 from meddiff.diffusion.checkpoint import LoadedModel, load_model
 from meddiff.diffusion.schedule import as_epsilon_fn, make_scheduler
+from meddiff.data.manifest import read_manifest
 from meddiff.diffusion.sliding_window import SlidingWindowPlan
 from meddiff.errors import ConfigError, GeometryError
 from meddiff.labels import NULL_LABEL, REGIONS
-from meddiff.metrics.image_quality import psnr, ssim
 from meddiff.tasks.denoising_baselines import bm3d_denoise, nlm_denoise, to_window01
-from meddiff.tasks.denoising_cases import DenoisingCase
+from meddiff.tasks.denoising_cases import DenoisingCase, mayo_cases, simulated_cases_from_manifest
 from meddiff.tasks.denoising_noise import NoiseLevel, calibrate_noise, estimate_sigma_n, noise_for  # noqa: F401
 from meddiff.tasks.diffpir import EpsFn, diffpir_denoise
 
@@ -52,37 +50,6 @@ LDCT = "LDCT"
 MEDDIFF_FM = "MedDiff-FM"
 NLM = "NLM"
 BM3D = "BM3D"
-COMPUTED_SOURCE = "computed (this run)"
-CITED_SOURCE = "paper (cited, Mayo 2016)"
-
-# Table 5 of the paper: (method, category, PSNR gain dB, SSIM gain) over each method's LDCT baseline.
-# The LDCT baseline itself in [-160, 240] HU (paper 4.3.2): 23.10 dB, SSIM 0.757.
-_LDCT_PAPER = (23.10, 0.757)
-_TABLE5 = (
-    ("RED-CNN", "supervised", 4.55, 0.051),
-    ("CTformer", "supervised", 4.66, 0.052),
-    ("NLM", "unsupervised", 2.44, 0.032),
-    ("BM3D", "unsupervised", 2.73, 0.033),
-    ("Noise2Sim", "unsupervised", 4.22, 0.050),
-    ("Dn-Dp", "unsupervised", 4.40, 0.049),
-    ("MedDiff-FM", "unsupervised", 4.19, 0.059),
-)
-
-
-def cited_rows() -> pd.DataFrame:
-    """The paper's Table 5 (improvements over LDCT on Mayo 2016), labelled ``source = CITED_SOURCE``.
-
-    Quotes, not computed here. The first row is the paper's LDCT baseline in [-160, 240] HU (absolute
-    PSNR / SSIM, 4.3.2; the methods' own baselines in other windows are not given); the other rows carry
-    only the improvements of Table 5.
-    """
-    ldct = {"method": LDCT, "category": "baseline", "psnr": _LDCT_PAPER[0], "ssim": _LDCT_PAPER[1],
-            "delta_psnr": 0.0, "delta_ssim": 0.0, "source": CITED_SOURCE}  # fmt: skip
-    rows = [
-        {"method": m, "category": c, "delta_psnr": p, "delta_ssim": s, "source": CITED_SOURCE} for m, c, p, s in _TABLE5
-    ]
-    return pd.DataFrame([ldct, *rows])
-
 
 # ---------------------------------------------------------------- MedDiff-FM (DiffPIR, paper 3.4.1)
 
@@ -246,128 +213,92 @@ def model_denoiser(
     return denoise
 
 
-# ---------------------------------------------------------------- evaluation (paper 4.1.3, Table 5)
-
-
-def evaluate_denoising(
-    full_hu: np.ndarray,
-    low_hu: np.ndarray,
-    denoised_hu: Mapping[str, np.ndarray],
-    *,
-    window: tuple[float, float] = (-160.0, 240.0),
-) -> dict[str, dict[str, float]]:
-    """PSNR / SSIM of LDCT and of each method against the full dose, in ``window`` (see module docstring).
-
-    Returns:
-        {method: {"psnr", "ssim", "delta_psnr", "delta_ssim"}}, "LDCT" first (its deltas are 0).
-
-    Raises:
-        GeometryError: an array is not on the full-dose grid.
-    """
-    for name, arr in {LDCT: low_hu, **denoised_hu}.items():
-        if np.shape(arr) != np.shape(full_hu):
-            raise GeometryError(f"{name} volume {np.shape(arr)} is not on the full-dose grid {np.shape(full_hu)}")
-    ref = to_window01(full_hu, window)
-    slices = [z for z in range(ref.shape[0]) if np.ptp(ref[z]) > 0]
-    if not slices:
-        raise ValueError(f"the full-dose volume is constant in the evaluation window {window}")
-
-    def scores(hu: np.ndarray) -> dict[str, float]:
-        x = to_window01(hu, window)
-        return {
-            "psnr": float(np.mean([psnr(x[z], ref[z], 1.0) for z in slices])),
-            "ssim": float(np.mean([ssim(x[z], ref[z], 1.0) for z in slices])),
-        }
-
-    out = {LDCT: scores(low_hu)}
-    for name, hu in denoised_hu.items():
-        out[name] = scores(hu)
-    base = out[LDCT]
-    for s in out.values():
-        s["delta_psnr"] = s["psnr"] - base["psnr"]
-        s["delta_ssim"] = s["ssim"] - base["ssim"]
-    return out
-
-
-def central_slices(case: DenoisingCase, denoised_hu: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Fig. 6 panels: the central axial slice (Y, X) of LDCT, each method and the full dose, in HU."""
-    z = case.full_hu.shape[0] // 2
-    return {LDCT: case.low_hu[z], **{k: np.asarray(v)[z] for k, v in denoised_hu.items()}, "Full dose": case.full_hu[z]}
-
-
-@dataclass
-class DenoisingResult:
-    """Per-(case, method) metrics, per-region noise levels and Fig. 6 slices of one run."""
-
-    metrics: pd.DataFrame
-    noise: dict[str, NoiseLevel]
-    slices: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # "<case>_<region>" -> Fig. 6 panels
-
-    def summary(self) -> pd.DataFrame:
-        """Table 5: mean computed scores per method (LDCT first), then the cited rows (``source`` column)."""
-        by_method = self.metrics.groupby("method", sort=False)
-        rows = by_method[["psnr", "ssim", "delta_psnr", "delta_ssim"]].mean().reset_index()
-        rows["n_cases"] = by_method.size().values
-        rows["source"] = COMPUTED_SOURCE
-        return pd.concat([rows, cited_rows()], ignore_index=True)
+# ---------------------------------------------------------------- the task over a set of cases (paper 4.3.2)
 
 
 def run_denoising_task(
     test_cases: Iterable[DenoisingCase],
     calibration_cases: Iterable[DenoisingCase],
     denoise: Callable[[DenoisingCase, NoiseLevel], dict[str, np.ndarray]],
+    out_dir: str | Path,
     *,
     windows: Mapping[str, Window],
     cfg: DenoisingConfig,
-) -> DenoisingResult:
-    """Estimate sigma_n on the calibration cases, denoise every test case and evaluate it (paper 4.3.2).
+) -> pd.DataFrame:
+    """Estimate sigma_n on the calibration cases, denoise every test case and write the volumes (paper 4.3.2).
 
     Both case collections may be lazy iterables (one full-size Mayo volume in memory at a time).
 
     Args:
         denoise: (case, noise level) -> {method: HU volume}; for a trained model :func:`model_denoiser`.
+        out_dir: receives ``volumes/<case>_<region>.npz`` (keys ``full_hu``, ``low_hu`` and one per method,
+            (Z, Y, X) float32 HU), ``cases.csv`` (case, region, sigma_n, data, volumes) and ``noise.json``
+            (per-region noise levels), each written atomically; ``cases.csv`` last.
 
     Returns:
-        metrics: one row per (case, method) with case, region, method, psnr, ssim, delta_psnr, delta_ssim,
-        sigma_n, data (where the pair came from), source.
+        The ``cases.csv`` table.
 
     Raises:
         ConfigError: no test case, a test case among the calibration cases, or no sigma_n for a region.
     """
+    out_dir = Path(out_dir)
     levels = calibrate_noise(calibration_cases, windows, cfg)
-    rows, slices = [], {}
+    noise = {r: dataclasses.asdict(n) for r, n in levels.items()}
+    write_text(out_dir / "noise.json", json.dumps(noise, indent=2) + "\n")
+    rows = []
     for case in test_cases:
-        noise = noise_for(case.region, levels, windows, cfg)
-        denoised = denoise(case, noise)
-        scores = evaluate_denoising(case.full_hu, case.low_hu, denoised, window=tuple(cfg.window))
-        for method, s in scores.items():
-            rows.append(
-                {"case": case.case, "region": case.region, "method": method, **s, "sigma_n": noise.sigma_n,
-                 "data": case.source, "source": COMPUTED_SOURCE}
-            )  # fmt: skip
-        slices[f"{case.case}_{case.region}"] = central_slices(case, denoised)
-        log.info(
-            "%s (%s): %s",
-            case.case,
-            case.region,
-            {m: f"{s['delta_psnr']:+.2f} dB / {s['delta_ssim']:+.3f}" for m, s in scores.items()},
-        )
+        level = noise_for(case.region, levels, windows, cfg)
+        denoised = denoise(case, level)
+        name = f"volumes/{case.case}_{case.region}.npz"
+        with atomic_path(out_dir / name) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, full_hu=case.full_hu, low_hu=case.low_hu, **denoised)
+        rows.append({"case": case.case, "region": case.region, "sigma_n": level.sigma_n, "data": case.source,
+                     "volumes": name})
+        log.info("%s (%s): denoised with %s", case.case, case.region, ", ".join(denoised))
     if not rows:
         raise ConfigError("denoising: no test case (check the manifest's test split or the Mayo test patients)")
-    return DenoisingResult(metrics=pd.DataFrame(rows), noise=levels, slices=slices)
+    cases = pd.DataFrame(rows)
+    with atomic_path(out_dir / "cases.csv") as tmp:
+        cases.to_csv(tmp, index=False)
+    return cases
 
 
-def write_denoising_outputs(result: DenoisingResult, out_dir: str | Path) -> None:
-    """Write ``metrics.csv`` (per case and method), ``table5.csv`` (computed means + cited rows),
-    ``noise.json`` and ``fig6_slices.npz`` (keys ``<case>_<region>/<panel>``, (Y, X) HU) into ``out_dir``, atomically.
+def denoise_test_cases(
+    model_dir: Path,
+    manifest: Path,
+    out_dir: Path,
+    *,
+    cfg: DenoisingConfig,
+    sampling: SamplingConfig,
+    windows: Mapping[str, Window],
+    spacing_mm: Sequence[float],
+    interpolation: str,
+    patch_size: Sequence[int],
+    data_root: Path,
+    seed: int,
+    device: str,
+) -> pd.DataFrame:
+    """The ``denoise`` rule: build the cases, denoise them with the model and the baselines, write ``out_dir``.
+
+    Demo (``denoising.dataset: phantom``): the chest and abdomen test crops of ``manifest``, quarter dose
+    simulated on projections (:mod:`meddiff.tasks.lowdose`). Paper scale (``mayo2016``): the Mayo 2016
+    full / quarter-dose pairs under ``data_root``; ``cfg.test_patients`` are denoised, the others estimate sigma_n.
     """
-    out_dir = Path(out_dir)
-    for name, df in (("metrics.csv", result.metrics), ("table5.csv", result.summary())):
-        with atomic_path(out_dir / name) as tmp:
-            df.to_csv(tmp, index=False)
-    noise = {r: dataclasses.asdict(n) for r, n in result.noise.items()}
-    write_text(out_dir / "noise.json", json.dumps(noise, indent=2) + "\n")
-    arrays = {f"{case}/{panel}": img for case, panels in result.slices.items() for panel, img in panels.items()}
-    with atomic_path(out_dir / "fig6_slices.npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+    if cfg.dataset == "phantom":
+        test, calibration = simulated_cases_from_manifest(
+            read_manifest(manifest), cfg, interpolation=interpolation, seed=seed
+        )
+    else:
+        test, calibration = mayo_cases(
+            Path(data_root) / cfg.dataset,
+            test_patients=cfg.test_patients,
+            spacing_mm=spacing_mm,
+            interpolation=interpolation,
+            cases=cfg.cases,
+        )
+    denoise = model_denoiser(
+        model_dir, windows=windows, cfg=cfg, sampling=sampling, patch_size=patch_size, device=device, seed=seed,
+        zeta=cfg.zeta,
+    )  # fmt: skip
+    return run_denoising_task(test, calibration, denoise, out_dir, windows=windows, cfg=cfg)

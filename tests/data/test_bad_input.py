@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from ct_builders import synthetic_torso, write_nifti  # tests/data/ct_builders.py
 
-from meddiff.config import MasksConfig, PreprocessConfig, SplitConfig, Window
+from meddiff.config import MasksConfig, PreprocessConfig, Window
 from meddiff.data.masks import make_anatomy_mask
 from meddiff.data.preprocess import preprocess_case
 from meddiff.errors import GeometryError, InputImageError
@@ -26,7 +26,6 @@ PRE = PreprocessConfig(
     "linear",
     {"han": Window(50, 400), "chest": Window(-500, 1800), "abdomen": Window(60, 360)},
     40.0,
-    SplitConfig(0.9, 0.05, 0.05),
 )
 MASKS = MasksConfig(backend="threshold", body_threshold_hu=-500, fast=False)
 

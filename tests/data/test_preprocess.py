@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from ct_builders import synthetic_torso  # tests/data/ct_builders.py
 
-from meddiff.config import PreprocessConfig, SplitConfig, Window
+from meddiff.config import PreprocessConfig, Window
 from meddiff.data.intensity import hu_to_unit
 from meddiff.data.masks import anatomy_mask
 from meddiff.data.preprocess import crop_to_sitk, load_crop, load_lesion, preprocess_case
@@ -22,7 +22,7 @@ WINDOWS = {"han": Window(50, 400), "chest": Window(-500, 1800), "abdomen": Windo
 
 
 def _cfg(spacing=(2.5, 2.5, 2.5), interpolation="linear", min_mm=40.0) -> PreprocessConfig:
-    return PreprocessConfig(spacing, interpolation, WINDOWS, min_mm, SplitConfig(0.9, 0.05, 0.05))
+    return PreprocessConfig(spacing, interpolation, WINDOWS, min_mm)
 
 
 @pytest.fixture(scope="module")

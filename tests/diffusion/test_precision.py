@@ -111,7 +111,8 @@ def test_real_probe_of_a_tiny_network_returns_a_timed_choice():
     network = MedDiffUNet(tiny_model(), "embedding")
     before = {k: v.clone() for k, v in network.state_dict().items()}
     scheduler = make_scheduler(DIFFUSION.num_train_timesteps, DIFFUSION.schedule, DIFFUSION.prediction)
-    choice = probe_training_precision(network, scheduler, tiny_training(precision="auto"), "cpu")
+    training = tiny_training(precision="auto")
+    choice = probe_training_precision(network, scheduler, training.precision, training.batch_size, "cpu")
     assert choice.chosen in ("fp32", "bf16") and choice.seconds and choice.device.startswith("cpu (")
     assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())  # probed on a copy
 

@@ -112,7 +112,7 @@ def test_sampler_with_an_x0_oracle_recovers_x0(sampler, T, steps, prediction):
     x0 = smooth_volume(SHAPE, seed=1)
     scheduler = make_sampling_scheduler(sampler, T, "cosine", steps)
     oracle = X0Oracle(x0, scheduler.alphas_cumprod, prediction)
-    sampling = SamplingConfig(sampler=sampler, steps=steps, overlap=0.5, patch_batch_size=3, blend="gaussian")
+    sampling = SamplingConfig(sampler=sampler, steps=steps, overlap=0.5, patch_batch_size=3, blend="gaussian", precision="fp32")
     out = sample_volume(
         loaded(oracle, T, prediction),
         np.zeros(SHAPE, np.uint8),
@@ -128,7 +128,7 @@ def test_sampler_with_an_x0_oracle_recovers_x0(sampler, T, steps, prediction):
 
 @pytest.mark.parametrize("sampler, steps", [("ddim", 4), ("ddpm", 50)])
 def test_same_seed_same_volume_other_seed_other_volume(sampler, steps):
-    sampling = SamplingConfig(sampler=sampler, steps=steps, overlap=0.25, patch_batch_size=4, blend="gaussian")
+    sampling = SamplingConfig(sampler=sampler, steps=steps, overlap=0.25, patch_batch_size=4, blend="gaussian", precision="fp32")
     anatomy = np.zeros((16, 18, 16), np.uint8)
     run = lambda seed: sample_volume(loaded(Spy()), anatomy, "han", sampling=sampling, seed=seed, device="cpu")
     a, b, c = run(7), run(7), run(8)
@@ -141,7 +141,7 @@ def test_same_seed_same_volume_other_seed_other_volume(sampler, steps):
 def test_network_gets_the_anatomy_map_or_the_null_label_and_the_region(unconditional):
     anatomy = np.random.default_rng(0).integers(0, 119, (16, 16, 16)).astype(np.uint8)
     spy = Spy()
-    sampling = SamplingConfig(sampler="ddim", steps=2, overlap=0.5, patch_batch_size=4, blend="gaussian")
+    sampling = SamplingConfig(sampler="ddim", steps=2, overlap=0.5, patch_batch_size=4, blend="gaussian", precision="fp32")
     sample_volume(loaded(spy), anatomy, "chest", sampling=sampling, seed=0, device="cpu", unconditional=unconditional)
     assert len(spy.anatomy) == 2  # one window per step
     expected = np.full_like(anatomy, NULL_LABEL) if unconditional else anatomy
@@ -158,9 +158,9 @@ def test_bad_settings_are_rejected():
         make_sampling_scheduler("dpm_solver", 1000, "cosine", 20)
     with pytest.raises(ConfigError, match="unknown region"):
         sample_volume(
-            loaded(Spy()), anatomy, "pelvis", sampling=SamplingConfig("ddim", 2, 0.5, 4, "gaussian"), seed=0, device="cpu"
+            loaded(Spy()), anatomy, "pelvis", sampling=SamplingConfig("ddim", 2, 0.5, 4, "gaussian", "fp32"), seed=0, device="cpu"
         )
     with pytest.raises(ValueError, match="anatomy labels"):
         sample_volume(
-            loaded(Spy()), anatomy + 200, "han", sampling=SamplingConfig("ddim", 2, 0.5, 4, "gaussian"), seed=0, device="cpu"
+            loaded(Spy()), anatomy + 200, "han", sampling=SamplingConfig("ddim", 2, 0.5, 4, "gaussian", "fp32"), seed=0, device="cpu"
         )

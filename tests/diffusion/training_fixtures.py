@@ -77,5 +77,5 @@ def tiny_training(**overrides) -> TrainingConfig:
     return TrainingConfig(**values)
 
 
-DIFFUSION = DiffusionConfig(num_train_timesteps=100, schedule="cosine")
+DIFFUSION = DiffusionConfig(num_train_timesteps=100, schedule="cosine", prediction="epsilon")
 VARIANT = Variant(name="full", label="MedDiff-FM", multilevel=True, position="embedding")

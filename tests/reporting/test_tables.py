@@ -1,24 +1,15 @@
 """CSV/Markdown tables with provenance."""
 
-import dataclasses
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from meddiff.config import DiffusionConfig
+from meddiff.config import Sections
 from meddiff.diffusion.precision import PrecisionChoice, write_choices
-from meddiff.reporting.tables import (
-    DEMO_SCALE,
-    SOURCE_PAPER,
-    SOURCE_RUN,
-    paper_rows,
-    paper_table,
-    provenance,
-    write_table,
-)
+from meddiff.reporting.paper_results import SOURCE_PAPER, SOURCE_RUN, table34_rows
+from meddiff.reporting.tables import DEMO_SCALE, paper_table, provenance, write_table
 
 PROV = {"config": "config/demo.yaml", "run": "demo", "scale": DEMO_SCALE, "seed": "0"}
 
@@ -50,7 +41,7 @@ def test_markdown_has_title_provenance_table_and_notes(tmp_path):
 
 def test_paper_table_labels_sources():
     ours = pd.DataFrame({"Region": ["HaN"], "Method": ["MedDiff-FM"], "MS-SSIM": [0.5], "extra": [1.0]})
-    both = paper_table(ours, paper_rows(4))
+    both = paper_table(ours, table34_rows(4))
     assert both.columns[0] == "source"
     assert list(both["source"]).count(SOURCE_RUN) == 1
     assert list(both["source"]).count(SOURCE_PAPER) == 12
@@ -60,29 +51,32 @@ def test_paper_table_labels_sources():
 
 
 def test_paper_rows_quote_table3():
-    t3 = paper_rows(3)
+    t3 = table34_rows(3)
     assert len(t3) == 16
     overall = t3[(t3.Region == "Overall") & (t3.Method == "+ position embedding")].iloc[0]
     assert overall["Dice"] == pytest.approx(0.8183)
     with pytest.raises(ValueError):
-        paper_rows(5)
+        table34_rows(5)
+
+
+def _report_settings(run="demo", seed=42, prediction="v_prediction"):
+    diffusion = {"num_train_timesteps": 1000, "schedule": "cosine", "prediction": prediction}
+    anomaly = {"dataset": "phantom", "timestep": 950, "organ": "liver", "smoothing_sigma_mm": 0.0, "threshold": 0.5,
+               "cases": 2, "slices_per_volume": 0, "remove_organ_offset": False}  # fmt: skip
+    return Sections("report-anomaly", {"run": run, "seed": seed, "diffusion": diffusion, "training.precision": "auto",
+                                       "sampling.precision": "fp32", "anomaly": anomaly})  # fmt: skip
 
 
 def test_provenance_fields(tmp_path):
-    diffusion = DiffusionConfig(num_train_timesteps=1000, schedule="cosine", prediction="v_prediction")
-    precision = SimpleNamespace(training=SimpleNamespace(precision="auto"), sampling=SimpleNamespace(precision="fp32"))
-    cfg = SimpleNamespace(run="demo", seed=42, diffusion=diffusion, **vars(precision))  # provenance reads only these
-    p = provenance(tmp_path / "demo.yaml", cfg, data="phantom cohort, 2 test cases", scale=DEMO_SCALE)
+    p = provenance(tmp_path, _report_settings(), data="phantom cohort, 2 test cases", scale=DEMO_SCALE)
     assert p["precision"] == "training auto, sampling fp32 (as configured; no probe)"
-    assert p["config"].endswith("demo.yaml") and p["run"] == "demo" and p["seed"] == "42"
+    assert p["config"] == str(tmp_path / "config.resolved.yaml") and p["run"] == "demo" and p["seed"] == "42"
     assert p["data"] == "phantom cohort, 2 test cases" and p["scale"] == DEMO_SCALE
     assert p["diffusion"] == "v_prediction prediction (paper: epsilon), cosine schedule, T = 1000"
     assert p["meddiff"] and p["git commit"] and p["date"].endswith("UTC")
-    cfg = SimpleNamespace(
-        run="paper", seed=0, diffusion=dataclasses.replace(diffusion, prediction="epsilon"), **vars(precision)
-    )
-    assert provenance(tmp_path / "c.yaml", cfg, data="", scale="")["diffusion"].startswith("epsilon prediction, ")
-    # with the run's probe beside the config, its choice (and why) is the provenance
+    cfg = _report_settings(run="paper", seed=0, prediction="epsilon")
+    assert provenance(tmp_path, cfg, data="", scale="")["diffusion"].startswith("epsilon prediction, ")
+    # with the run's probe in the results folder, its choice (and why) is the provenance
     write_choices(
         tmp_path / "precision.json",
         {
@@ -90,5 +84,5 @@ def test_provenance_fields(tmp_path):
             "sampling": PrecisionChoice("fp32", "fp32", "set in the config"),
         },
     )
-    line = provenance(tmp_path / "c.yaml", cfg, data="", scale="")["precision"]
+    line = provenance(tmp_path, cfg, data="", scale="")["precision"]
     assert line.startswith("training fp32 (auto; bf16 30x slower; fp32 0.5 s; cpu (AVX2") and "sampling fp32 (fp32;" in line

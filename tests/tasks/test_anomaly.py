@@ -14,17 +14,15 @@ from meddiff.tasks.anomaly import (
     anatomy_condition,
     anomaly_map,
     anomaly_map_for_case,
-    cited_rows,
-    figure_data,
     organ_mask_from_labels,
     run_anomaly_task,
     smooth_map,
-    table6,
+    write_anomaly_maps,
 )
 
 LIVER = class_index()["liver"]
 ALPHAS = make_scheduler(1000, "cosine").alphas_cumprod
-CFG = AnomalyConfig(dataset="demo", timestep=950, organ="liver", smoothing_sigma_mm=0.0, threshold=0.5, cases=0, slices_per_volume=0)
+CFG = AnomalyConfig(dataset="demo", timestep=950, organ="liver", smoothing_sigma_mm=0.0, threshold=0.5, cases=0, slices_per_volume=0, remove_organ_offset=False)
 ABDOMEN = Window(60, 360)
 
 
@@ -202,31 +200,30 @@ def test_task_with_an_oracle_that_reconstructs_the_tumour_finds_nothing():
     assert 0.35 < summary["pixel_auroc"] < 0.65
 
 
-def test_figure_data_shows_the_largest_lesion_slice_in_hu():
+def test_written_maps_score_as_in_memory_and_figure_shows_the_largest_lesion_slice(tmp_path):
+    from meddiff.evaluation.anomaly import evaluate_anomaly_task
+
     cases, healthy = _cases()
     out = run_anomaly_task(cases, _oracle_map_fn(healthy, 0.08), CFG, seed=0)
-    fig = figure_data(out, dataset_max(out.maps))
-    areas = {c.case: c.lesion_mask.sum(axis=(1, 2)).max() for c in cases}
-    assert fig.case == max(areas, key=areas.get)
-    case = next(c for c in cases if c.case == fig.case)
-    assert fig.slice_index == int(np.argmax(case.lesion_mask.sum(axis=(1, 2))))
-    assert fig.anomaly_map.max() <= 1.0 and fig.window == (-120.0, 240.0)
-    assert fig.image_hu.min() == pytest.approx(-120.0)  # air at -1 -> lower window bound
-    (image, overlay, contour), = fig.rows().values()
-    assert image.shape == overlay.shape == contour.shape == case.image.shape
-    assert figure_data(run_anomaly_task(cases[:2], _oracle_map_fn(healthy, 0.08), CFG, seed=0), 1.0) is None
-
-
-def test_table6_cites_the_paper_and_appends_this_run():
-    cited = cited_rows()
-    assert len(cited) == 10 and set(cited["source"]) == {"paper (cited from BMAD, BMAD liver)"}
-    row = cited.set_index("Method").loc["MedDiff-FM"]
-    assert (row["Image AUROC"], row["Pixel AUROC"], row["PRO"], row["Dice"]) == (0.8525, 0.9760, 0.9663, 0.2744)
-    assert cited.set_index("Method").loc["SimpleNet", "Pixel AUROC"] == 0.9751
-    table = table6({"image_auroc": 0.7, "pixel_auroc": 0.9, "pro": 0.8, "dice": 0.2},
-                   method="MedDiff-FM (this run)", source="this run, demo phantoms")
-    assert len(table) == 11 and table.iloc[-1]["Method"] == "MedDiff-FM (this run)"
-    assert table.iloc[-1]["Dice"] == 0.2
+    write_anomaly_maps(out, tmp_path / "maps.npz")
+    summary = evaluate_anomaly_task(tmp_path / "maps.npz", tmp_path / "a.csv", tmp_path / "a.npz", threshold=0.5,
+                                    dataset="demo")  # fmt: skip
+    _, expected = evaluate_anomaly([c.case for c in cases], out.maps, [c.lesion_mask for c in cases],
+                                   out.organ_masks, 0.5)  # fmt: skip
+    assert summary == expected
+    with np.load(tmp_path / "a.npz") as fig:
+        areas = {c.case: c.lesion_mask.sum(axis=(1, 2)).max() for c in cases}
+        assert str(fig["case"]) == max(areas, key=areas.get)
+        case = next(c for c in cases if c.case == str(fig["case"]))
+        assert fig["anomaly_map"].max() <= 1.0 and tuple(fig["window"]) == (-120.0, 240.0)
+        assert fig["image_hu"].min() == pytest.approx(-120.0)  # air at -1 -> lower window bound
+        assert fig["image_hu"].shape == fig["lesion_mask"].shape == case.image.shape
+    healthy_only = run_anomaly_task(cases[:2], _oracle_map_fn(healthy, 0.08), CFG, seed=0)
+    write_anomaly_maps(healthy_only, tmp_path / "healthy.npz")
+    evaluate_anomaly_task(tmp_path / "healthy.npz", tmp_path / "h.csv", tmp_path / "h.npz", threshold=0.5,
+                          dataset="demo")  # fmt: skip
+    with np.load(tmp_path / "h.npz") as fig:
+        assert "image_hu" not in fig.files
 
 
 def test_anomaly_map_for_case_runs_a_real_network_through_the_sliding_window():
@@ -238,7 +235,7 @@ def test_anomaly_map_for_case_runs_a_real_network_through_the_sliding_window():
                             num_res_blocks=1, num_head_channels=8, norm_num_groups=4, anatomy_embedding_dim=4,
                             position_frequencies=2)
     loaded = LoadedModel(MedDiffUNet(model_cfg, "coords").eval(), 1000, "cosine", {})
-    sampling = SamplingConfig(sampler="ddim", steps=10, overlap=0.25, patch_batch_size=4, blend="gaussian")
+    sampling = SamplingConfig(sampler="ddim", steps=10, overlap=0.25, patch_batch_size=4, blend="gaussian", precision="fp32")
     _, image, labels, _ = _phantom_liver(20, lesion=True)
     kwargs = dict(cfg=CFG, sampling=sampling, patch_size=(8, 16, 16), spacing=(5.0, 5.0, 5.0), device="cpu", seed=1)
     amap = anomaly_map_for_case(loaded, image, labels, [LIVER], "abdomen", **kwargs)
@@ -264,7 +261,7 @@ def test_condition_label_replaces_the_organ_class_the_model_never_saw(monkeypatc
 
     monkeypatch.setattr(anomaly_mod, "model_output_fn", spy_eps_fn)
     _, image, labels, _ = _phantom_liver(20, lesion=True)
-    sampling = SamplingConfig(sampler="ddim", steps=10, overlap=0.25, patch_batch_size=4, blend="gaussian")
+    sampling = SamplingConfig(sampler="ddim", steps=10, overlap=0.25, patch_batch_size=4, blend="gaussian", precision="fp32")
     kwargs = dict(cfg=CFG, sampling=sampling, patch_size=(8, 16, 16), spacing=(5.0, 5.0, 5.0), device="cpu", seed=1)
     loaded = LoadedModel(None, 1000, "cosine", {})
     organ = organ_mask_from_labels(labels, [LIVER])
@@ -294,7 +291,7 @@ def test_anomaly_map_for_case_reads_the_output_as_the_models_prediction_type(mon
         return output
 
     monkeypatch.setattr(anomaly_mod, "model_output_fn", oracle_output_fn)
-    sampling = SamplingConfig(sampler="ddim", steps=10, overlap=0.25, patch_batch_size=4, blend="gaussian")
+    sampling = SamplingConfig(sampler="ddim", steps=10, overlap=0.25, patch_batch_size=4, blend="gaussian", precision="fp32")
     loaded = LoadedModel(None, 1000, "cosine", {}, prediction=prediction)
     amap = anomaly_map_for_case(loaded, image, labels, [LIVER], "abdomen", cfg=CFG, sampling=sampling,
                                 patch_size=(8, 16, 16), spacing=(5.0, 5.0, 5.0), device="cpu", seed=1)

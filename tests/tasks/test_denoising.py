@@ -19,20 +19,18 @@ from meddiff.diffusion.schedule import make_scheduler
 from meddiff.errors import ConfigError, GeometryError
 from meddiff.labels import BODY, NULL_LABEL
 from meddiff.models.network import MedDiffUNet
+from meddiff.evaluation.denoising import evaluate_denoising, evaluate_denoising_task, table5
+from meddiff.reporting.paper_results import SOURCE_PAPER, table5_rows
 from meddiff.tasks.denoising import (
-    CITED_SOURCE,
     LDCT,
     MEDDIFF_FM,
     calibrate_noise,
-    cited_rows,
     denoise_case,
     estimate_sigma_n,
-    evaluate_denoising,
     meddiff_fm_denoise,
     model_output_fn,
     restore_out_of_window,
     run_denoising_task,
-    write_denoising_outputs,
 )
 from meddiff.tasks.denoising_baselines import bm3d_denoise, nlm_denoise
 from meddiff.tasks.denoising_cases import DenoisingCase, crop_hu, simulated_cases_from_manifest
@@ -130,8 +128,8 @@ def test_evaluation_in_the_window_with_improvements_over_ldct():
 
 
 def test_cited_rows_are_table5_and_labelled():
-    df = cited_rows()
-    assert (df["source"] == CITED_SOURCE).all()
+    df = table5_rows()
+    assert (df["source"] == SOURCE_PAPER).all()
     row = df.set_index("method").loc["MedDiff-FM"]
     assert (row["delta_psnr"], row["delta_ssim"]) == (4.19, 0.059)
     assert set(df["method"]) == {LDCT, "RED-CNN", "CTformer", "NLM", "BM3D", "Noise2Sim", "Dn-Dp", "MedDiff-FM"}
@@ -190,7 +188,7 @@ def test_denoise_case_runs_model_and_baselines_on_one_grid(tmp_path):
     case = DenoisingCase(case.case, case.region, case.split, case.full_hu[crop], case.low_hu[crop],
                          case.anatomy[crop], case.spacing_mm, case.source)  # fmt: skip
     model_dir = save_model(tmp_path / "model", _tiny_network(), num_train_timesteps=1000, schedule="cosine", info={})
-    sampling = SamplingConfig(sampler="ddim", steps=2, overlap=0.25, patch_batch_size=2, blend="gaussian")
+    sampling = SamplingConfig(sampler="ddim", steps=2, overlap=0.25, patch_batch_size=2, blend="gaussian", precision="fp32")
     out = denoise_case(
         model_dir, case.low_hu, case.full_hu, case.anatomy, "abdomen", WINDOWS["abdomen"], _cfg(steps=2),
         sampling, (16, 16, 16), 0.14, "cpu", 0,
@@ -234,7 +232,7 @@ def test_denoise_case_gives_diffpir_the_noise_estimate_of_either_prediction_type
     monkeypatch.setattr(denoising_mod, "meddiff_fm_denoise", spy_denoise)
     model_dir = save_model(tmp_path / prediction, _tiny_network(), num_train_timesteps=1000, schedule="cosine",
                            info={}, prediction=prediction)  # fmt: skip
-    sampling = SamplingConfig(sampler="ddim", steps=2, overlap=0.25, patch_batch_size=2, blend="gaussian")
+    sampling = SamplingConfig(sampler="ddim", steps=2, overlap=0.25, patch_batch_size=2, blend="gaussian", precision="fp32")
     denoise_case(model_dir, case.low_hu, case.full_hu, None, "abdomen", WINDOWS["abdomen"], _cfg(), sampling,
                  (16, 16, 16), 0.14, "cpu", 0)  # fmt: skip
     torch.testing.assert_close(seen["eps"], noise, atol=1e-5, rtol=0)
@@ -242,7 +240,7 @@ def test_denoise_case_gives_diffpir_the_noise_estimate_of_either_prediction_type
 
 def test_model_output_fn_without_anatomy_uses_the_null_label():
     net, shape = _tiny_network(), (8, 20, 20)
-    sampling = SamplingConfig("ddim", 2, 0.25, 2, "gaussian")
+    sampling = SamplingConfig("ddim", 2, 0.25, 2, "gaussian", "fp32")
     x = torch.randn(1, 1, *shape, generator=torch.Generator().manual_seed(0))
 
     def eps(anatomy):
@@ -280,7 +278,7 @@ def _cache_case(tmp_path: Path, name: str) -> Path:
     sitk.WriteImage(img, str(src))
     sitk.WriteImage(mask, str(src.with_name(f"{name}_mask.nii.gz")))
     pre = PreprocessConfig(
-        (5.0, 5.0, 5.0), "linear", WINDOWS | {"han": Window(50.0, 400.0)}, 10.0, SplitConfig(0.5, 0.25, 0.25)
+        (5.0, 5.0, 5.0), "linear", WINDOWS | {"han": Window(50.0, 400.0)}, 10.0
     )
     out = tmp_path / "cache" / name
     preprocess_case(
@@ -324,23 +322,23 @@ def test_run_task_rows_per_case_and_method_and_outputs(tmp_path):
         assert noise.sigma_n > 0 and case.split == "test"
         return {"smooth": gaussian_filter(case.low_hu, 0.8).astype(np.float32)}
 
-    result = run_denoising_task(tests, calib, fake, windows=WINDOWS, cfg=_cfg())
-    df = result.metrics
+    cases = run_denoising_task(tests, calib, fake, tmp_path / "task", windows=WINDOWS, cfg=_cfg())
+    assert list(cases["case"]) == ["t1", "t2"] and (cases["sigma_n"] > 0).all()
+    assert "abdomen" in json.loads((tmp_path / "task" / "noise.json").read_text())
+    with np.load(tmp_path / "task" / cases["volumes"][0]) as npz:
+        assert set(npz.files) == {"full_hu", "low_hu", "smooth"} and npz["smooth"].dtype == np.float32
+    df = evaluate_denoising_task(tmp_path / "task", tmp_path / "out", window=EVAL)
     assert len(df) == 4 and set(df["method"]) == {LDCT, "smooth"}
-    assert {"case", "region", "psnr", "ssim", "delta_psnr", "delta_ssim", "source"} <= set(df.columns)
-    summary = result.summary()
-    assert summary.loc[summary["method"] == "smooth", "source"].item() != CITED_SOURCE
-    assert (summary["source"] == CITED_SOURCE).sum() == 8
-    assert summary.loc[(summary["method"] == LDCT) & (summary["source"] != CITED_SOURCE), "n_cases"].item() == 2
-    assert set(result.slices["t1_abdomen"]) == {LDCT, "smooth", "Full dose"} and result.slices["t1_abdomen"][
-        LDCT
-    ].shape == (40, 40)
-
-    write_denoising_outputs(result, tmp_path / "out")
+    assert {"case", "region", "psnr", "ssim", "delta_psnr", "delta_ssim", "sigma_n"} <= set(df.columns)
+    smooth = {"smooth": gaussian_filter(tests[0].low_hu, 0.8).astype(np.float32)}
+    expected = evaluate_denoising(tests[0].full_hu, tests[0].low_hu, smooth, window=EVAL)
+    first = df[(df["case"] == "t1") & (df["method"] == "smooth")].iloc[0]
+    assert first["psnr"] == pytest.approx(expected["smooth"]["psnr"], abs=1e-12)
+    rows = table5(df)
+    assert list(rows["method"]) == [LDCT, "smooth"] and list(rows["n_cases"]) == [2, 2]
     assert len(pd.read_csv(tmp_path / "out" / "metrics.csv")) == 4
-    assert "abdomen" in json.loads((tmp_path / "out" / "noise.json").read_text())
     assert np.load(tmp_path / "out" / "fig6_slices.npz")["t2_abdomen/Full dose"].shape == (40, 40)
     with pytest.raises(ConfigError, match="no test case"):
-        run_denoising_task(iter([]), iter(calib), fake, windows=WINDOWS, cfg=_cfg())
+        run_denoising_task(iter([]), iter(calib), fake, tmp_path / "t2", windows=WINDOWS, cfg=_cfg())
     with pytest.raises(ConfigError, match="sigma_n"):  # no calibration case of the region, sigma_n unset
-        run_denoising_task(tests, [], fake, windows=WINDOWS, cfg=_cfg())
+        run_denoising_task(tests, [], fake, tmp_path / "t3", windows=WINDOWS, cfg=_cfg())

@@ -20,7 +20,7 @@ from meddiff.tasks.synthesis import case_seed, synthesize_case
 
 SHAPE = (18, 16, 20)  # (Z, Y, X), a little larger than the 16^3 patch in z and x
 WINDOW = {"level": 60.0, "width": 360.0}
-SAMPLING = SamplingConfig(sampler="ddim", steps=2, overlap=0.5, patch_batch_size=4, blend="gaussian")
+SAMPLING = SamplingConfig(sampler="ddim", steps=2, overlap=0.5, patch_batch_size=4, blend="gaussian", precision="fp32")
 
 
 @pytest.fixture(autouse=True)

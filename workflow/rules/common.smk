@@ -1,9 +1,15 @@
 # Paths, input functions and wildcard constraints: the only place paths are built.
+import re
 from pathlib import Path
 
-import yaml
-
-from meddiff.config import FOUNDATION_RUN, config_from_dict
+from meddiff.config import (
+    COMMAND_SECTIONS,
+    FOUNDATION_RUN,
+    config_from_dict,
+    section_values,
+    write_resolved_config,
+    write_sections,
+)
 from meddiff.data.fetch import read_case_index
 from meddiff.data.manifest import evaluation_crops, read_manifest
 from meddiff.data.registry import dataset_spec, load_registry, require_reference_labels
@@ -20,33 +26,31 @@ for _name in ALL_DATASETS:
         REGISTRY, _name
     )  # a misspelt dataset fails here, naming the known ones
 
-# The validated config (defaults filled, --config overrides applied) is what every `meddiff` command
-# reads; it is rewritten only when its content changes. Rules also list the sections they depend on
-# under params:, so that a config change reruns exactly the affected jobs.
-RESOLVED = f"{R}/config.resolved.yaml"
 # threads: of the network rules; Snakemake lowers it to --cores on smaller machines. Data rules take 1
 # thread each so that cases run side by side.
 TORCH_THREADS = 8
+# Each `meddiff` command reads only the settings meddiff.config.COMMAND_SECTIONS declares for it, from
+# results/<run>/config/<command>.yaml; the job writing that file has exactly those values as params:, so a
+# changed setting reruns the commands that read it (and what depends on their outputs) and nothing else.
+# The whole resolved config (defaults filled, --config overrides applied) is written by a job too, for the
+# tables' provenance; neither is written when the Snakefile is merely parsed (dry runs, --lint).
+RESOLVED = f"{R}/config.resolved.yaml"
+SETTINGS_KEYS = [
+    *COMMAND_SECTIONS,
+    *(f"train.{v.name}" for v in CFG.variants),
+    f"train.{FOUNDATION_RUN}",
+]
 
 
-def _write_resolved_config():
-    from meddiff.atomic import write_text
-
-    text = yaml.safe_dump(dict(config), sort_keys=False)
-    try:
-        if open(RESOLVED).read() == text:
-            return
-    except FileNotFoundError:
-        pass
-    write_text(RESOLVED, text)
-
-
-_write_resolved_config()
+def settings(key):
+    """The settings file of command ``key`` (``train.<variant>`` for training)."""
+    return f"{R}/config/{key}.yaml"
 
 
 wildcard_constraints:
     dataset="|".join(ALL_DATASETS),
     case=r"[A-Za-z0-9_.-]+",
+    settings_key="|".join(re.escape(k) for k in SETTINGS_KEYS),
 
 
 def results_folder(output):
@@ -143,7 +147,22 @@ def synthetic_volumes(wildcards):
 
 
 def synthesis_evaluations():
-    evaluations = [f"{R}/evaluation/synthesis/{run}_conditional.csv" for run in RUNS]
+    """Every synthesis evaluation Tables 3-4 and Figure 5 read (metrics, features, examples of each model)."""
+    runs = [f"{run}_conditional" for run in RUNS]
     if CFG.training.condition_dropout > 0:
-        evaluations.append(f"{R}/evaluation/synthesis/{FOUNDATION}_unconditional.csv")
-    return evaluations
+        runs.append(f"{FOUNDATION}_unconditional")
+    if CFG.evaluation.maisi_output:
+        runs.append("maisi")
+    return [
+        f"{R}/evaluation/synthesis/{run}{suffix}"
+        for run in runs
+        for suffix in (".csv", ".features.npz", ".examples.npz")
+    ]
+
+
+def maisi_volumes(wildcards):
+    """The user's MAISI volume of every evaluated test crop (evaluation.maisi_output/<dataset>/<region>/<case>.nii.gz)."""
+    return [
+        f"{CFG.evaluation.maisi_output}/{dataset}/{region}/{case}.nii.gz"
+        for dataset, case, region in test_crops()
+    ]

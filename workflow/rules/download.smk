@@ -1,4 +1,6 @@
 checkpoint fetch:
+    input:
+        settings=settings("fetch"),
     output:
         index=f"{R}/datasets/{{dataset}}.tsv",
     log:
@@ -8,8 +10,5 @@ checkpoint fetch:
     conda:
         "../../envs/meddiff.yaml"
     threads: 2
-    params:
-        config=RESOLVED,
-        data=CFG.data,
     shell:
-        "meddiff --threads {threads} fetch {wildcards.dataset} {output.index} --workers {threads} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} fetch {wildcards.dataset} {output.index} --workers {threads} --config {input.settings} > {log} 2>&1"

@@ -2,6 +2,7 @@ rule masks:
     input:
         image=raw_image,
         reference=reference_labels,
+        settings=settings("masks"),
     output:
         mask=f"{R}/masks/{{dataset}}/{{case}}.nii.gz",
     log:
@@ -14,10 +15,8 @@ rule masks:
     resources:
         gpu=1 if CFG.masks.backend == "totalsegmentator" else 0,
     params:
-        config=RESOLVED,
-        masks=CFG.masks,
         reference=lambda wildcards, input: (
             f"--reference {input.reference}" if input.reference else ""
         ),
     shell:
-        "meddiff --threads {threads} masks {input.image} {output.mask} --config {params.config} {params.reference} > {log} 2>&1"
+        "meddiff --threads {threads} masks {input.image} {output.mask} --config {input.settings} {params.reference} > {log} 2>&1"

@@ -3,6 +3,7 @@ rule preprocess:
         image=raw_image,
         mask=rules.masks.output.mask,
         lesion=raw_lesion,
+        settings=settings("preprocess"),
     output:
         cache=directory(f"{R}/cache/{{dataset}}/{{case}}"),
     log:
@@ -13,13 +14,11 @@ rule preprocess:
         "../../envs/meddiff.yaml"
     threads: 1
     params:
-        config=RESOLVED,
-        preprocess=CFG.preprocess,
         regions=case_regions,
         lesion=lambda w, input: f"--lesion {input.lesion}" if input.lesion else "",
     shell:
         "meddiff --threads {threads} preprocess {input.image} {input.mask} {output.cache} --dataset {wildcards.dataset}"
-        " --case {wildcards.case} {params.regions} {params.lesion} --config {params.config} > {log} 2>&1"
+        " --case {wildcards.case} {params.regions} {params.lesion} --config {input.settings} > {log} 2>&1"
 
 
 rule dataset_done:

@@ -1,22 +1,21 @@
 checkpoint manifest:
     input:
-        expand(f"{R}/cache/{{dataset}}.done", dataset=PRETRAIN),
+        done=expand(f"{R}/cache/{{dataset}}.done", dataset=PRETRAIN),
+        settings=settings("manifest"),
     output:
         manifest=f"{R}/manifest.csv",
     log:
         f"{R}/logs/manifest.log",
     conda:
         "../../envs/meddiff.yaml"
-    params:
-        config=RESOLVED,
-        split=CFG.preprocess.split,
-        seed=CFG.seed,
     shell:
-        "meddiff --threads {threads} manifest {output.manifest} {input} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} manifest {output.manifest} {input.done} --config {input.settings} > {log} 2>&1"
 
 
 # training.precision / sampling.precision "auto": fp32 vs bf16 timed once per run on the real network.
 rule probe_precision:
+    input:
+        settings=settings("probe-precision"),
     output:
         probe=f"{R}/precision.json",
     log:
@@ -28,17 +27,8 @@ rule probe_precision:
     threads: TORCH_THREADS
     resources:
         gpu=1,
-    params:
-        config=RESOLVED,
-        model=CFG.model,
-        precision=[
-            CFG.training.precision,
-            CFG.training.batch_size,
-            CFG.sampling.precision,
-        ],
-        batch=CFG.sampling.patch_batch_size,
     shell:
-        "meddiff --threads {threads} probe-precision {output.probe} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} probe-precision {output.probe} --config {input.settings} > {log} 2>&1"
 
 
 # Resumable: the job keeps its last checkpoint in models/<variant>/last (not an output, so Snakemake
@@ -47,6 +37,7 @@ rule train:
     input:
         manifest=f"{R}/manifest.csv",
         precision=rules.probe_precision.output.probe,
+        settings=settings("train.{variant}"),
     output:
         model=directory(f"{R}/models/{{variant}}/model"),
     log:
@@ -60,16 +51,9 @@ rule train:
     threads: TORCH_THREADS
     resources:
         gpu=1,
-    params:
-        config=RESOLVED,
-        variant=lambda w: CFG.variant(w.variant),
-        model=CFG.model,
-        diffusion=CFG.diffusion,
-        training=CFG.training,
-        seed=CFG.seed,
     shell:
         "meddiff --threads {threads} train {wildcards.variant} {input.manifest} {output.model}"
-        " --precision {input.precision} --config {params.config} > {log} 2>&1"
+        " --precision {input.precision} --config {input.settings} > {log} 2>&1"
 
 
 # training.foundation_steps > training.steps: the last variant's finished run continues to more steps.
@@ -78,6 +62,7 @@ rule train_foundation:
         manifest=f"{R}/manifest.csv",
         run=f"{R}/models/{VARIANTS[-1]}/model",
         precision=rules.probe_precision.output.probe,
+        settings=settings(f"train.{FOUNDATION_RUN}"),
     output:
         model=directory(f"{R}/models/{FOUNDATION_RUN}/model"),
     log:
@@ -90,12 +75,7 @@ rule train_foundation:
     resources:
         gpu=1,
     params:
-        config=RESOLVED,
         run=lambda w, input: Path(input.run).parent,
-        model=CFG.model,
-        diffusion=CFG.diffusion,
-        training=CFG.training,
-        seed=CFG.seed,
     shell:
         f"meddiff --threads {{threads}} train {FOUNDATION_RUN} {{input.manifest}} {{output.model}}"
-        " --continue-from {params.run} --precision {input.precision} --config {params.config} > {log} 2>&1"
+        " --continue-from {params.run} --precision {input.precision} --config {input.settings} > {log} 2>&1"

@@ -2,56 +2,94 @@ rule synthesis_tables:
     input:
         evaluations=synthesis_evaluations(),
         models=expand(f"{R}/models/{{run}}/model", run=RUNS),
+        config=RESOLVED,
+        settings=settings("report-synthesis"),
     output:
-        table3=f"{R}/tables/table3.csv",
+        table3=report(
+            f"{R}/tables/table3.csv",
+            caption="../report/table3.rst",
+            category="Synthesis",
+        ),
         table3_md=f"{R}/tables/table3.md",
-        table4=f"{R}/tables/table4.csv",
+        table4=report(
+            f"{R}/tables/table4.csv",
+            caption="../report/table4.rst",
+            category="Synthesis",
+        ),
         table4_md=f"{R}/tables/table4.md",
-        figure=f"{R}/figures/figure5_synthesis.png",
-        training=f"{R}/tables/training.csv",
+        figure=report(
+            f"{R}/figures/figure5_synthesis.png",
+            caption="../report/figure5.rst",
+            category="Synthesis",
+        ),
+        training=report(
+            f"{R}/tables/training.csv",
+            caption="../report/training.rst",
+            category="Pre-training",
+        ),
     log:
         f"{R}/logs/report/synthesis_tables.log",
     conda:
         "../../envs/meddiff.yaml"
     params:
-        config=RESOLVED,
         results=lambda w, output: results_folder(output),
     shell:
-        "meddiff --threads {threads} report-synthesis {params.results} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} report-synthesis {params.results} --config {input.settings} > {log} 2>&1"
 
 
 rule denoising_table:
     input:
-        evaluation=rules.denoise.output.evaluation,
+        evaluation=rules.evaluate_denoising.output.evaluation,
+        task=rules.denoise.output.task,
+        config=RESOLVED,
+        settings=settings("report-denoising"),
     output:
-        table=f"{R}/tables/table5.csv",
+        table=report(
+            f"{R}/tables/table5.csv",
+            caption="../report/table5.rst",
+            category="Denoising",
+        ),
         table_md=f"{R}/tables/table5.md",
-        figure=f"{R}/figures/figure6_denoising.png",
+        figure=report(
+            f"{R}/figures/figure6_denoising.png",
+            caption="../report/figure6.rst",
+            category="Denoising",
+        ),
     log:
         f"{R}/logs/report/denoising_table.log",
     conda:
         "../../envs/meddiff.yaml"
     params:
-        config=RESOLVED,
         results=lambda w, output: results_folder(output),
     shell:
-        "meddiff --threads {threads} report-denoising {input.evaluation} {params.results} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} report-denoising {input.evaluation} {input.task}/noise.json {params.results}"
+        " --config {input.settings} > {log} 2>&1"
 
 
 rule anomaly_table:
     input:
-        metrics=rules.anomaly.output.metrics,
-        examples=rules.anomaly.output.examples,
+        metrics=rules.evaluate_anomaly.output.metrics,
+        examples=rules.evaluate_anomaly.output.examples,
+        config=RESOLVED,
+        settings=settings("report-anomaly"),
     output:
-        table=f"{R}/tables/table6.csv",
+        table=report(
+            f"{R}/tables/table6.csv",
+            caption="../report/table6.rst",
+            category="Anomaly detection",
+        ),
         table_md=f"{R}/tables/table6.md",
-        figure=f"{R}/figures/figure7_anomaly.png",
+        figure=report(
+            f"{R}/figures/figure7_anomaly.png",
+            caption="../report/figure7.rst",
+            category="Anomaly detection",
+        ),
     log:
         f"{R}/logs/report/anomaly_table.log",
     conda:
         "../../envs/meddiff.yaml"
     params:
-        config=RESOLVED,
         results=lambda w, output: results_folder(output),
     shell:
-        "meddiff --threads {threads} report-anomaly {input.metrics} {input.examples} {params.results} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} report-anomaly {input.metrics} {input.examples} {params.results}"
+        " --config {input.settings} > {log} 2>&1"

@@ -3,6 +3,7 @@ rule synthesize:
         model=f"{R}/models/{{variant}}/model",
         cache=f"{R}/cache/{{dataset}}/{{case}}",
         precision=rules.probe_precision.output.probe,
+        settings=settings("synthesize"),
     output:
         volume=f"{R}/synthesis/{{variant}}/{{mode}}/{{dataset}}/{{region}}/{{case}}.nii.gz",
     log:
@@ -14,13 +15,9 @@ rule synthesize:
     threads: TORCH_THREADS
     resources:
         gpu=1,
-    params:
-        config=RESOLVED,
-        sampling=CFG.sampling,
-        seed=CFG.seed,
     shell:
         "meddiff --threads {threads} synthesize {input.model} {input.cache} {wildcards.region} {output.volume}"
-        " --mode {wildcards.mode} --precision {input.precision} --config {params.config} > {log} 2>&1"
+        " --mode {wildcards.mode} --precision {input.precision} --config {input.settings} > {log} 2>&1"
 
 
 rule denoise:
@@ -28,8 +25,9 @@ rule denoise:
         model=f"{R}/models/{FOUNDATION}/model",
         manifest=f"{R}/manifest.csv",
         precision=rules.probe_precision.output.probe,
+        settings=settings("denoise"),
     output:
-        evaluation=directory(f"{R}/evaluation/denoising"),
+        task=directory(f"{R}/denoising"),
     log:
         f"{R}/logs/denoise.log",
     benchmark:
@@ -39,22 +37,18 @@ rule denoise:
     threads: TORCH_THREADS
     resources:
         gpu=1,
-    params:
-        config=RESOLVED,
-        denoising=CFG.denoising,
-        sampling=CFG.sampling,
     shell:
-        "meddiff --threads {threads} denoise {input.model} {input.manifest} {output.evaluation}"
-        " --precision {input.precision} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} denoise {input.model} {input.manifest} {output.task}"
+        " --precision {input.precision} --config {input.settings} > {log} 2>&1"
 
 
 rule anomaly:
     input:
         model=f"{R}/models/{FOUNDATION}/model",
         precision=rules.probe_precision.output.probe,
+        settings=settings("anomaly"),
     output:
-        metrics=f"{R}/evaluation/anomaly.csv",
-        examples=f"{R}/evaluation/anomaly_examples.npz",
+        maps=f"{R}/anomaly/maps.npz",
     log:
         f"{R}/logs/anomaly.log",
     benchmark:
@@ -64,10 +58,6 @@ rule anomaly:
     threads: TORCH_THREADS
     resources:
         gpu=1,
-    params:
-        config=RESOLVED,
-        anomaly=CFG.anomaly,
-        sampling=CFG.sampling,
     shell:
-        "meddiff --threads {threads} anomaly {input.model} {output.metrics} {output.examples}"
-        " --precision {input.precision} --config {params.config} > {log} 2>&1"
+        "meddiff --threads {threads} anomaly {input.model} {output.maps}"
+        " --precision {input.precision} --config {input.settings} > {log} 2>&1"

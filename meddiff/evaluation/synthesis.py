@@ -1,12 +1,12 @@
-"""Evaluation of whole-volume synthesis (paper 4.1.3): per test crop, the synthetic volume against the real
-crop it was conditioned on.
+"""Evaluation of whole-volume synthesis (paper 4.1.3; Tables 3 and 4): per test crop, the synthetic volume
+against the real crop it was conditioned on, and the per-region rows of the tables.
 
 Per case: MS-SSIM and an LPIPS-style distance (pairs real/synthetic), the HU histogram distance inside the
 body, and Dice between the anatomy condition and the anatomy the mask backend finds in the synthetic volume
 (the paper's organs per region; plus body/lung/bone, which every backend finds). Generated volumes are segmented
 by :data:`meddiff.data.masks.EVALUATION_BACKEND` of the run's backend. Crop-level features of real
-and synthetic volumes are stored so that FID and MMD can be computed over any pool of cases (per region,
-overall) when the tables are made.
+and synthetic volumes are stored so that FID and MMD are computed over pools of cases (per region, overall)
+by :func:`summarise`.
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ from tqdm import tqdm
 
 from meddiff import labels
 from meddiff.atomic import atomic_path
-from meddiff.config import Config
+from meddiff.config import MasksConfig, Window
 from meddiff.data.intensity import hu_to_unit, unit_to_hu
 from meddiff.data.manifest import evaluation_crops, read_manifest
 from meddiff.data.masks import BONE_HU, EVALUATION_BACKEND, anatomy_mask
 from meddiff.data.preprocess import load_crop
 from meddiff.errors import GeometryError, InputImageError
-from meddiff.config import Window
-from meddiff.metrics.distribution import perceptual_distance
+from meddiff.metrics.distribution import fid, mmd, perceptual_distance
 from meddiff.metrics.features import load_feature_extractor, patch_features
 from meddiff.metrics.histogram import hu_histogram_distance
 from meddiff.metrics.image_quality import ms_ssim
@@ -97,16 +96,40 @@ def _read_synthetic(path: Path, shape: tuple[int, ...]) -> tuple[sitk.Image, np.
 
 
 def evaluate_synthesis(
-    manifest_path: Path, synthetic_dir: Path, out_csv: Path, out_features: Path, cfg: Config, device: str
+    manifest_path: Path,
+    synthetic_dir: Path,
+    out_csv: Path,
+    out_features: Path,
+    out_examples: Path,
+    *,
+    synthesis_cases: int,
+    medicalnet_weights: str | None,
+    masks: MasksConfig,
+    device: str,
 ) -> pd.DataFrame:
-    """Evaluate every synthesised test crop under ``synthetic_dir``; write per-case metrics (CSV) and the
-    crop features of real and synthetic volumes (npz, keys ``<dataset>/<case>/<region>/{real,synthetic}``)."""
+    """Evaluate every synthesised test crop under ``synthetic_dir``.
+
+    Args:
+        manifest_path: manifest.csv; its test crops (:func:`meddiff.data.manifest.evaluation_crops`,
+            ``synthesis_cases`` per region) are evaluated.
+        synthetic_dir: ``<dataset>/<region>/<case>.nii.gz`` volumes in HU on each crop's grid.
+        out_csv: per-case metrics. out_features: crop features of real and synthetic volumes (npz, keys
+            ``<dataset>/<case>/<region>/{real,synthetic}``, (N, F) each). out_examples: Figure 5 material, the
+            first crop of each region (npz, keys ``<region>/{real,synthetic}`` (Z, Y, X) in [-1, 1],
+            ``<region>/spacing_mm``).
+        medicalnet_weights: MedicalNet weights for the features (None: the weights-free extractor).
+        masks: the run's mask backend; synthetic volumes are segmented by
+            :data:`meddiff.data.masks.EVALUATION_BACKEND` of it.
+
+    Returns:
+        The per-case metrics table.
+    """
     manifest = read_manifest(manifest_path)
-    rows = evaluation_crops(manifest, cfg.evaluation.synthesis_cases)
-    extractor = load_feature_extractor(cfg.evaluation.medicalnet_weights, device)
-    records, features = [], {}
+    rows = evaluation_crops(manifest, synthesis_cases)
+    extractor = load_feature_extractor(medicalnet_weights, device)
+    records, features, examples = [], {}, {}
     # the reference backend only has labels for real scans; generated volumes are segmented by threshold
-    segmenter = EVALUATION_BACKEND[cfg.masks.backend]
+    segmenter = EVALUATION_BACKEND[masks.backend]
     for row in tqdm(list(rows.itertuples(index=False)), desc="evaluate synthesis", disable=None):
         case_dir = Path(row.meta).parent
         real, reference, meta = load_crop(case_dir, row.region)
@@ -121,8 +144,8 @@ def evaluate_synthesis(
             anatomy_mask(
                 undo_window_clipping(fake_image, window),
                 backend=segmenter,
-                body_threshold_hu=cfg.masks.body_threshold_hu,
-                fast=cfg.masks.fast,
+                body_threshold_hu=masks.body_threshold_hu,
+                fast=masks.fast,
             )
         )
         # The weights-free threshold backend finds none of the paper's organs reliably (it labels bone above
@@ -146,13 +169,66 @@ def evaluate_synthesis(
             features[f"{key}/{name}"] = patch_features(
                 extractor, [volume], crop_size=FEATURE_CROP, crops_per_volume=CROPS_PER_VOLUME, seed=0
             )
+        if f"{row.region}/real" not in examples:
+            examples.update({f"{row.region}/real": real, f"{row.region}/synthetic": fake,
+                             f"{row.region}/spacing_mm": np.asarray(meta["spacing_mm"], dtype=np.float64)})
         log.info("%s: %s", key, {k: round(v, 4) for k, v in record.items() if isinstance(v, float)})
     if not records:
         raise InputImageError(f"{manifest_path}: no test crops to evaluate")
     table = pd.DataFrame(records).assign(extractor=extractor.name)
-    with atomic_path(out_features) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **features)
+    for path, arrays in ((out_features, features), (out_examples, examples)):
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     return table
+
+
+REGION_TITLES = {"han": "HaN", "chest": "Chest", "abdomen": "Abdomen"}
+REGION_ORDER = pd.CategoricalDtype([*REGION_TITLES.values(), "Overall"], ordered=True)
+METRICS = ["MS-SSIM", "LPIPS", "FID", "MMD", "Dice", "Dice body/lung/bone", "HU W1 body"]
+
+
+def summarise(per_case: pd.DataFrame, features: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Table rows per region (HaN, Chest, Abdomen, Overall): the per-case metric means and FID / MMD of the
+    pooled crop features of the region's real and synthetic volumes (paper 4.1.3).
+
+    Args:
+        per_case: the table :func:`evaluate_synthesis` wrote. features: its npz, as a dict.
+    """
+    out = []
+    groups = [(REGION_TITLES[r], per_case[per_case["region"] == r]) for r in REGION_TITLES]
+    for title, rows in [*groups, ("Overall", per_case)]:
+        if rows.empty:
+            continue
+        keys = [f"{d}/{c}/{r}" for d, c, r in rows[["dataset", "case", "region"]].itertuples(index=False)]
+        real = np.concatenate([features[f"{k}/real"] for k in keys])
+        fake = np.concatenate([features[f"{k}/synthetic"] for k in keys])
+        record = {"Region": title, "cases": len(rows)}
+        record.update({m: rows[m].mean() for m in ("MS-SSIM", "LPIPS", "Dice", "Dice body/lung/bone", "HU W1 body")})
+        record.update(FID=fid(real, fake), MMD=mmd(real, fake))
+        out.append(record)
+    return pd.DataFrame(out)
+
+
+def read_evaluation(metrics_csv: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """(per-case metrics, features) of one :func:`evaluate_synthesis` output (the features npz beside the CSV)."""
+    metrics_csv = Path(metrics_csv)
+    per_case = pd.read_csv(metrics_csv)
+    with np.load(metrics_csv.with_suffix(".features.npz")) as npz:
+        features = {k: npz[k] for k in npz.files}
+    return per_case, features
+
+
+def method_rows(metrics_csv: Path, method: str) -> pd.DataFrame:
+    """The per-region rows of one synthesis method (a variant, MAISI, ...) for Table 3 or 4, ordered by region,
+    columns Region, Method, :data:`METRICS`, cases."""
+    rows = summarise(*read_evaluation(metrics_csv)).assign(Method=method)
+    return ordered(rows)
+
+
+def ordered(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by region (stable) with the table's column order."""
+    rows = rows.astype({"Region": REGION_ORDER}).sort_values("Region", kind="stable")
+    return rows.reindex(columns=["Region", "Method", *METRICS, "cases"])

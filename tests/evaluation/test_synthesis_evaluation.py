@@ -2,7 +2,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from meddiff.config import Window
-from meddiff.metrics.synthesis_evaluation import CLIPPED_BONE_HU, coarse_dice, undo_window_clipping
+from meddiff.evaluation.synthesis import CLIPPED_BONE_HU, coarse_dice, undo_window_clipping
 
 
 def test_window_bounds_become_air_and_bone_for_the_segmenter():
