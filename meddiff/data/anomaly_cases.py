@@ -60,10 +60,10 @@ class AnomalyCase:
 def _resample_like_preprocessing(img: sitk.Image, spacing: tuple[float, float, float], *, labels: bool) -> sitk.Image:
     """Reorient to LPS and resample to ``spacing`` exactly as :func:`meddiff.data.preprocess.preprocess_case`
     does (its grid and resampler; air outside the source volume, nearest neighbour for label maps)."""
-    # _canonical_grid is preprocess's private grid builder; reused so demo cases sit on the training grid.
-    from meddiff.data.preprocess import AIR_HU, _canonical_grid, resample_to
+    # preprocess's grid builder, reused so demo cases sit on the training grid.
+    from meddiff.data.preprocess import AIR_HU, canonical_grid, resample_to
 
-    ref = _canonical_grid(img, spacing)
+    ref = canonical_grid(img, spacing)
     if labels:
         return resample_to(img, ref, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return resample_to(img, ref, sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
@@ -93,13 +93,12 @@ def demo_anomaly_cases(
     pre-training cohort's seeds) is reoriented to LPS and resampled to ``spacing_mm`` (x, y, z) like the training
     cache, windowed with ``window`` (the abdomen window) to [-1, 1], and cropped in z to the liver's extent plus
     ``z_margin_mm`` on each side to keep the volume small. Only liver tumours (lesion value 1) count as anomalies;
-    they are drawn as :data:`~meddiff.data.phantom_lesions.CONSPICUOUS_TUMOURS` (see there why).
+    they are drawn as :data:`~meddiff.data.phantom.lesions.CONSPICUOUS_TUMOURS` (see there why).
 
     Returns ``n_healthy`` healthy cases followed by ``n_lesioned`` lesioned ones (case names ``anomaly_demo_<i>``).
     """
     # the phantom modules are only needed for demo cases
-    from meddiff.data.phantom import generate_case
-    from meddiff.data.phantom_lesions import CONSPICUOUS_TUMOURS
+    from meddiff.data.phantom import CONSPICUOUS_TUMOURS, generate_case
 
     cases = []
     for i in range(n_healthy + n_lesioned):

@@ -1,32 +1,10 @@
 """BMAD liver CT anomaly-detection benchmark (Bao et al., CVPR 2024; paper 4.1.1 Table 2, 4.3.3) as
 pseudo-3D volumes.
 
-Layout (verified in the BMAD repository README, github.com/DorisBao/BMAD, for its pixel-level datasets, and in
-anomalib's BMAD reader, which lists the category ``Liver``)::
-
-    <root>/Liver/                    (or <root> itself)
-      train/good/img/*.png           healthy training slices (anomalib also accepts train/good/*.png)
-      valid/{good,Ungood}/img/*.png  (+ valid/Ungood/label/*.png)
-      test/good/img/*.png            healthy test slices
-      test/Ungood/img/*.png          slices with liver tumours
-      test/Ungood/label/*.png        tumour masks, same file names as the images (> 0 = tumour)
-
-Also verified (BMAD's ``data/liver/liver.py``): slices come from BTCV (normal) and LiTS (tumours); a file is
-named ``<volume>_<slice>.png`` and a slice counts as Ungood when its label has any non-zero pixel.
-
-Assumed, not verifiable here:
-
-* **Intensities.** The PNGs are 8-bit windowed (BMAD's source files are called ``*_segmentation_DIY_hist``,
-  i.e. liver-segmented and histogram-equalised); their HU are unknown. Grey 0..255 is mapped linearly onto the
-  abdomen window ``window`` ([-120, 240] HU for the paper's level 60 / width 360), i.e. straight onto [-1, 1].
-* **Organ mask.** No liver mask ships with BMAD. The images are taken to show the segmented liver on a black
-  background, so the organ mask of a slice is its non-zero pixels with holes filled (dark tumour pixels inside
-  the liver stay in the mask). An image without black background gets the whole slice as its mask. The anatomy
-  labels are the TotalSegmentator ``liver`` class inside this mask and 0 (background) elsewhere.
-* **Pseudo-3D.** As in the paper, 2D test slices are stacked along z: slices are grouped by volume id, sorted
-  by slice number, and consecutive runs of ``slices_per_volume`` form one volume (the last one may be shorter).
-  Slices of one volume split between good and Ungood are merged back in slice order. In-plane and slice spacing
-  are unknown and set to ``spacing_mm``.
+Reads ``<root>/Liver/{train,valid,test}/{good,Ungood}/img/*.png`` (+ ``Ungood/label/*.png`` tumour masks),
+maps grey levels linearly onto the abdomen window, takes a slice's filled non-zero pixels as the liver mask,
+and stacks consecutive slices of a volume (``<volume>_<slice>.png``) into pseudo-3D cases, as the paper does.
+The verified layout and the assumptions (intensities, organ mask, spacing): docs/design.md, "BMAD".
 """
 
 from __future__ import annotations
@@ -100,14 +78,30 @@ def _collect(liver: Path, split: str) -> list[tuple[Path, Path | None]]:
 
 
 def grey_to_unit(grey: np.ndarray, window: Window, max_grey: float = 255.0) -> np.ndarray:
-    """Grey levels 0..``max_grey`` -> HU linearly across ``window`` -> [-1, 1] (the assumption in the module doc)."""
+    """Map grey levels linearly onto ``window`` in HU, then to [-1, 1] (an assumption: docs/design.md, "BMAD").
+
+    Args:
+        grey: array of grey levels 0..``max_grey``, any shape.
+        window: the abdomen HU window.
+        max_grey: the grey level mapped to the window's top (255 for 8-bit PNGs).
+
+    Returns:
+        float32 array of ``grey``'s shape in [-1, 1].
+    """
     lo, hi = window.bounds
     hu = lo + np.asarray(grey, dtype=np.float64) / max_grey * (hi - lo)
     return hu_to_unit(hu, window).astype(np.float32)
 
 
 def organ_mask_from_slices(grey: np.ndarray) -> np.ndarray:
-    """(Z, Y, X) bool: non-zero pixels with holes filled per slice; a slice without any zero pixel is all True."""
+    """Liver mask of BMAD slices: non-zero pixels with holes filled per slice.
+
+    Args:
+        grey: (Z, Y, X) grey levels (the liver on a black background).
+
+    Returns:
+        (Z, Y, X) bool; a slice without any zero pixel is all True.
+    """
     mask = np.asarray(grey) > 0
     return np.stack([ndimage.binary_fill_holes(s) for s in mask]) if mask.size else mask
 
@@ -152,7 +146,7 @@ def load_bmad_liver(
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0),
     max_volumes: int = 0,
 ) -> list[AnomalyCase]:
-    """BMAD liver slices of ``split`` stacked into pseudo-3D :class:`AnomalyCase` volumes (module docstring).
+    """BMAD liver slices of ``split`` stacked into pseudo-3D :class:`AnomalyCase` volumes (paper 4.3.3).
 
     Args:
         root: folder holding ``Liver/`` (or the ``Liver`` folder itself).
@@ -161,6 +155,11 @@ def load_bmad_liver(
         window: the abdomen HU window grey levels are mapped onto.
         spacing_mm: assumed (x, y, z) spacing of the stacks.
         max_volumes: keep only the first N volumes (0 = all).
+
+    Returns:
+        One case per run of ``slices_per_volume`` slices, in natural order of volume id and slice number:
+        image (Z, Y, X) float32 in [-1, 1], labels (Z, Y, X) uint8 (liver inside the organ mask, else 0),
+        lesion mask (Z, Y, X) bool; case names ``bmad_<split>_<first file stem>-<last file stem>``.
 
     Raises:
         DatasetMissingError: BMAD (or the split) is not on disk; the message says where to get it.

@@ -37,8 +37,18 @@ _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 _INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}
 
 
-def _canonical_grid(img: sitk.Image, spacing: tuple[float, float, float]) -> sitk.Image:
-    """Reference image: identity direction (LPS), ``spacing`` (x, y, z) mm, covering ``img`` reoriented to LPS."""
+def canonical_grid(img: sitk.Image, spacing: tuple[float, float, float]) -> sitk.Image:
+    """The grid every case is resampled to: ``img``'s extent reoriented to LPS, at ``spacing``.
+
+    Args:
+        img: any 3D image; only its geometry (size, spacing, origin, direction) is read.
+        spacing: target voxel size (x, y, z) in mm.
+
+    Returns:
+        An empty uint8 reference image with identity direction (LPS), ``spacing``, and a size that covers
+        ``img`` (``round(n * s / t)`` voxels per axis, at least 1), its first voxel at ``img``'s first voxel
+        centre after reorientation.
+    """
     proxy = sitk.Image(img.GetSize(), sitk.sitkUInt8)  # geometry only: reorienting it is cheap
     proxy.CopyInformation(img)
     oriented = sitk.DICOMOrient(proxy, "LPS")
@@ -142,7 +152,7 @@ def preprocess_case(
     mask = _read_label(mask_path, image, image_path, max_label=NUM_CLASSES - 1)
     lesion = _read_label(lesion_path, image, image_path, max_label=255) if lesion_path else None
 
-    ref = _canonical_grid(image, cfg.spacing_mm)
+    ref = canonical_grid(image, cfg.spacing_mm)
     hu = sitk.GetArrayFromImage(
         resample_to(image, ref, _INTERPOLATORS[cfg.image_interpolation], AIR_HU, sitk.sitkFloat32)
     )

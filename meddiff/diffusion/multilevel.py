@@ -1,26 +1,11 @@
 """Multi-level training inputs (paper 3.2): image level and two patch levels, with whole-volume coordinates.
 
-Given a crop's volume x (Z, Y, X), one of three operations yields the training input x_0 of eq. 3:
-
-* level 0 (image level): the whole volume resized to the patch size;
-* level 1 (patch level): a random crop of twice the patch size, clipped to the volume, resized to the
-  patch size;
-* level 2 (patch level): a random crop at the patch size. The patch-level baseline of Table 3
-  (``multilevel=False``) uses only this level.
-
-Sampling grid. Every level is "take the box ``start .. start + size - 1`` of the volume and sample it on a
-(P, P, P) grid whose end points are the box's first and last voxel centres" (the align-corners grid).
-The image is resized trilinearly on that grid (Gaussian anti-aliased where it shrinks), the anatomy
-map by nearest neighbour on the *same* grid, and the coordinate channels are
-:func:`meddiff.models.position_encoding.crop_coordinates` of the same box. So voxel v of x_0, its anatomy
-label and its coordinate all refer to one point of the volume, and coordinates are relative to the whole
-volume (eq. 5): level 0 spans [-1, 1] on every axis, levels 1-2 a sub-range.
-
-Axes shorter than the box (only level 2, when an axis is shorter than the patch) are padded: image with -1
-(the window's lower bound, air), anatomy with 0 (background); the volume lies at a random offset inside
-the patch. Coordinates there continue the volume's linear voxel -> [-1, 1] map, so padded voxels get
-coordinates outside [-1, 1] (below -1 before the volume, above +1 after it). Inference on volumes smaller
-than the patch must pad the same way (pass the window's start, < 0, to ``crop_coordinates``).
+From a crop's volume (Z, Y, X), one of three operations yields the training input x_0 of eq. 3: level 0 resizes
+the whole volume to the patch size, level 1 resizes a random crop of twice the patch size, level 2 takes a
+random crop at the patch size (the only level of Table 3's patch-level baseline). Image, anatomy map and
+coordinates (eq. 5, relative to the whole volume) are sampled on one align-corners grid of the same box; axes
+shorter than the patch are padded (image -1, anatomy 0, coordinates beyond [-1, 1]). Details: docs/design.md,
+"Multi-level training inputs".
 """
 
 from __future__ import annotations
@@ -63,7 +48,16 @@ class TrainingSample:
 
 
 def choose_level(multilevel: bool, level_probabilities: Sequence[float], rng: np.random.Generator) -> int:
-    """Draw the operation of paper 3.2: always 2 (patch crop) for the patch-level baseline."""
+    """Draw the operation of paper 3.2.
+
+    Args:
+        multilevel: False = patch-level baseline (Table 3).
+        level_probabilities: probabilities of levels (0, 1, 2), normalised here.
+        rng: source of the draw.
+
+    Returns:
+        0, 1 or 2 (see :data:`LEVELS`); always 2 without ``multilevel``.
+    """
     if not multilevel:
         return 2
     p = np.asarray(level_probabilities, dtype=np.float64)
@@ -79,6 +73,15 @@ def level_box(
 
     Level 0: the whole volume. Level 1: min(2 P, N) per axis. Level 2: P per axis; where N < P the start is
     drawn from [N - P, 0] so the volume lands at a random offset inside the padded patch.
+
+    Args:
+        volume_shape: (Z, Y, X) of the volume.
+        patch_size: (P_z, P_y, P_x).
+        level: 0, 1 or 2.
+        rng: source of the start positions.
+
+    Returns:
+        (start, size), each a tuple of 3 ints in volume voxels (start < 0 where padded).
     """
     if level == 0:
         return tuple(0 for _ in volume_shape), tuple(int(n) for n in volume_shape)
@@ -100,6 +103,15 @@ def read_box(array: np.ndarray, start: Sequence[int], size: Sequence[int], pad_v
 
     Slices the (memory-mapped) array directly instead of using MONAI's SpatialCrop, which converts the whole
     array to a tensor first and would read the entire volume from disk for every patch.
+
+    Args:
+        array: (Z, Y, X) array (may be a memmap).
+        start: first voxel per axis (may be negative).
+        size: extent per axis.
+        pad_value: value outside the array.
+
+    Returns:
+        ``size``-shaped array of ``array``'s dtype.
     """
     src, pad = [], []
     for n, s, k in zip(array.shape, start, size):

@@ -1,29 +1,9 @@
 """Whole-volume reverse diffusion with sliding-window noise estimates (paper 3.3-3.4, Fig. 4; eq. 2).
 
-Our own loop instead of MONAI's ``DiffusionInferer.sample``: the inferer does not pass class labels (the
-region condition) to the network and knows nothing of windows. MONAI's schedulers do the update:
-
-* ``ddpm``: ``DDPMScheduler`` (eq. 2) over all T training steps (paper: T = 1000). MONAI's DDPM step always
-  takes t-1 as the previous step, so it cannot skip steps; use ``ddim`` for fewer.
-* ``ddim``: ``DDIMScheduler`` with η = 0 on ``steps`` timesteps of the same schedule.
-
-DDIM timesteps: MONAI 1.6's ``DDIMScheduler.set_timesteps`` spaces timesteps by ``linspace(T-1, 0, k)``
-(stride (T-1)/(k-1), e.g. 999, 888, ..., 0) while ``step`` moves to ``t - T // k`` (999 -> 899): every step
-lands on a noise level other than the one the next network call is told (the same mismatch is reported
-upstream for diffusers' DDIM with ``timestep_spacing="linspace"``). We therefore set the "leading" spacing
-of the DDIM paper, t_i = (k-1-i) * (T // k), i = 0..k-1 (900, 800, ..., 0 for T = 1000, k = 10), which is
-exactly what ``step`` assumes and ends on ᾱ = 1, so the result is DDIM's x_0.
-
-Why not start at T-1 ("trailing", 999, 899, ...): the cosine schedule's ᾱ_999 is ~2e-9, so the first x̂_0 =
-(x_t - sqrt(1-ᾱ) ε̂) / sqrt(ᾱ) multiplies any error of ε̂ by ~2e4; MONAI clips it to [-1, 1] (a random ±1
-pattern) and DDIM (η = 0) carries sqrt(ᾱ_899) = 0.15 of that pattern into x_899, where the network reads it
-as anatomy: the demo's samples came out as tissue-textured noise even where the condition said air. At
-t = 900 the amplification is sqrt((1-ᾱ)/ᾱ) = 6.4. Starting there from x_T ~ N(0, I) ignores the
-sqrt(ᾱ_900) = 0.15 signal share x_900 would have, as DDIM does (tested: a 1 % error of ε̂ moves the result
-by a few percent, not to ±1). With an exact-ε oracle MONAI's DDIM lands on x_0 to 1e-4; with its own
-spacing it is off by up to 0.6 (tests/diffusion/test_samplers.py).
-
-DPM-Solver is not offered: MONAI has none and diffusers is not installed.
+Our own loop, not MONAI's ``DiffusionInferer.sample`` (which does not pass the region's class label to the
+network); MONAI's schedulers do the update. ``ddpm`` runs ``DDPMScheduler`` over all T steps; ``ddim`` runs
+``DDIMScheduler`` (η = 0) on ``steps`` "leading" timesteps (k-1-i) * (T // k), the ones MONAI's ``step``
+moves between. Why that spacing, and why not start at T - 1: docs/design.md, "Sampling".
 """
 
 from __future__ import annotations
@@ -62,6 +42,13 @@ def make_sampling_scheduler(
         schedule: the model's noise schedule ("cosine" in the paper).
         steps: number of reverse steps.
         prediction: the network's prediction type ("epsilon" or "v_prediction"); MONAI's step converts it.
+
+    Returns:
+        ``DDPMScheduler`` (timesteps T-1..0) or ``DDIMScheduler`` (timesteps (k-1-i) * (T // k), i = 0..k-1,
+        with k = ``steps``) of the model's schedule, ``clip_sample=True``.
+
+    Raises:
+        ConfigError: unknown sampler, ``steps`` outside 1..T, or ``steps`` != T for DDPM.
     """
     if sampler == "ddpm":
         if steps != num_train_timesteps:
@@ -119,7 +106,7 @@ def reverse_diffusion(
 
     Returns:
         (1, 1, Z, Y, X) the final state; for DDIM the last step's x̂_0 (the last step moves to ᾱ = 1, so
-        this is x_0 itself, see module docstring).
+        this is x_0 itself; docs/design.md, "Sampling").
     """
     steps = [int(t) for t in (scheduler.timesteps if timesteps is None else timesteps)]
     log.info(
@@ -200,7 +187,19 @@ def sample_volume(
 
 
 def probe_inputs(patch: Sequence[int], batch: int, device: str | torch.device, seed: int = 0) -> tuple:
-    """Random network inputs of ``batch`` windows of ``patch``: (x_t, t, anatomy, region, coords)."""
+    """Random network inputs for timing a forward pass.
+
+    Args:
+        patch: window size (P_z, P_y, P_x).
+        batch: number of windows B.
+        device: where the tensors go.
+        seed: RNG seed.
+
+    Returns:
+        (x_t (B, 1, *patch) float32, t (B,) int64, anatomy (B, *patch) int64, region (B,) int64 zeros,
+        coords (B, 3, *patch) float32), in :meth:`MedDiffUNet.forward <meddiff.models.network.MedDiffUNet.forward>`
+        order.
+    """
     patch = tuple(patch)
     g = torch.Generator().manual_seed(seed)
     coords = crop_coordinates(patch, (0, 0, 0), patch, patch)
@@ -217,8 +216,18 @@ def probe_sampling_precision(
     network: nn.Module, precision: str, batch_size: int, device: str | torch.device,
     patch_size: Sequence[int] | None = None,
 ) -> PrecisionChoice:
-    """Resolve ``sampling.precision`` (``precision``) by timing no-grad forwards of one batch of ``batch_size``
-    (``sampling.patch_batch_size``) random windows (:func:`meddiff.diffusion.precision.choose_precision`)."""
+    """Resolve ``sampling.precision`` by timing no-grad forwards of one batch of random windows.
+
+    Args:
+        network: the sampling network (its ``model_config`` gives channels and the default patch).
+        precision: ``sampling.precision`` to resolve; batch_size: ``sampling.patch_batch_size`` windows per batch.
+        device: where the network runs.
+        patch_size: window size; default the network's training patch.
+
+    Returns:
+        The :class:`~meddiff.diffusion.precision.PrecisionChoice` of
+        :func:`meddiff.diffusion.precision.choose_precision`.
+    """
     device = torch.device(device)
     patch = tuple(patch_size) if patch_size is not None else tuple(network.model_config.patch_size)
     b = batch_size

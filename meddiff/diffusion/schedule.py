@@ -1,18 +1,9 @@
 """The forward-process noise schedule β_1..β_T of eq. 1 (paper 4.1.2: T = 1000, cosine) and what the
-network predicts.
+network predicts (``diffusion.prediction``).
 
-Prediction types (``diffusion.prediction``):
-
-* ``epsilon`` (paper, eq. 3): the network predicts the noise ε.
-* ``v_prediction`` (Salimans & Ho 2022): it predicts v = sqrt(ᾱ_t) ε − sqrt(1 − ᾱ_t) x_0. Offered because at
-  the large t that decide the layout of a sample (and at anomaly detection's t = 950) an ε-network's x̂_0 =
-  (x_t − sqrt(1 − ᾱ) ε̂) / sqrt(ᾱ) multiplies its error by sqrt((1 − ᾱ)/ᾱ) (12.8 at t = 950 of the cosine
-  schedule), and its loss weights an x̂_0 error by the tiny ᾱ/(1 − ᾱ); with v both factors are ~1. A model
-  trained for the paper's GPU-weeks learns ε well enough; a CPU demo of minutes does not (measured: the
-  demo's ε-model ignored its anatomy condition when sampling from noise).
-
-MONAI's schedulers implement both (``prediction_type``); the tasks that write eq. 9 in terms of ε convert
-the network output with :func:`as_epsilon_fn`, so their formulas stay the paper's.
+``epsilon`` (paper, eq. 3) predicts the noise ε; ``v_prediction`` (Salimans & Ho 2022) predicts
+v = sqrt(ᾱ_t) ε − sqrt(1 − ᾱ_t) x_0, which a short CPU training learns better at large t (why: docs/design.md,
+"Prediction type"). Tasks that write eq. 9 in terms of ε convert the output with :func:`as_epsilon_fn`.
 """
 
 from __future__ import annotations
@@ -28,7 +19,17 @@ PREDICTIONS = ("epsilon", "v_prediction")
 
 
 def check_prediction(prediction: str) -> str:
-    """Return ``prediction`` or raise ConfigError naming the choices."""
+    """Validate a prediction type.
+
+    Args:
+        prediction: value of ``diffusion.prediction``.
+
+    Returns:
+        ``prediction`` unchanged.
+
+    Raises:
+        ConfigError: not one of :data:`PREDICTIONS`; the message names the choices.
+    """
     if prediction not in PREDICTIONS:
         raise ConfigError(f"unknown diffusion.prediction {prediction!r}; expected one of {PREDICTIONS}")
     return prediction
@@ -62,7 +63,13 @@ def training_target(
     """What the network is trained to output for x_t = add_noise(x0, noise, t): ε or v, shaped like ``x0``.
 
     Args:
-        x0, noise: (B, 1, D, H, W); timesteps: (B,) long.
+        scheduler: from :func:`make_scheduler` (its ``prediction_type`` decides the target).
+        x0: (B, 1, D, H, W) clean images.
+        noise: (B, 1, D, H, W) the ε added to them.
+        timesteps: (B,) int64.
+
+    Returns:
+        (B, 1, D, H, W): ``noise`` for ε-prediction (eq. 3), v = sqrt(ᾱ_t) ε − sqrt(1 − ᾱ_t) x_0 otherwise.
     """
     if scheduler.prediction_type == "v_prediction":
         return scheduler.get_velocity(x0, noise, timesteps)
@@ -75,7 +82,13 @@ def to_epsilon(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: float, predic
     For v: ε̂ = sqrt(1 − ᾱ) x_t + sqrt(ᾱ) v̂ (from x_t = sqrt(ᾱ) x_0 + sqrt(1 − ᾱ) ε and the definition of v).
 
     Args:
-        output, x_t: tensors of the same shape, e.g. (1, 1, Z, Y, X); ``alpha_bar``: ᾱ_t of their timestep.
+        output: network output, e.g. (1, 1, Z, Y, X).
+        x_t: the network's input state, same shape.
+        alpha_bar: ᾱ_t of their timestep.
+        prediction: the model's prediction type.
+
+    Returns:
+        ε̂, shaped like ``output``.
     """
     if check_prediction(prediction) == "epsilon":
         return output
@@ -91,6 +104,9 @@ def as_epsilon_fn(
         output_fn: maps (1, 1, Z, Y, X) x_t and a timestep to the network output of the same shape.
         alphas_cumprod: (T,) ᾱ_t of the model's schedule.
         prediction: the model's prediction type.
+
+    Returns:
+        A function (x_t, t) -> (1, 1, Z, Y, X) ε̂; ``output_fn`` itself for ε-prediction.
     """
     if check_prediction(prediction) == "epsilon":
         return output_fn

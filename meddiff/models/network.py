@@ -26,7 +26,12 @@ from meddiff.models.position_encoding import position_channels, position_input
 
 
 class MedDiffUNet(nn.Module):
-    """ε-prediction network ε_θ(x_t, t, p_e, c_r, c_a) of eq. 3.
+    """The denoising network of eq. 3, conditioned on position p_e, region c_r and anatomy c_a.
+
+    Outputs ε_θ(x_t, t, p_e, c_r, c_a) or v, as ``diffusion.prediction`` says (the network is the same; the
+    training target decides, :func:`meddiff.diffusion.schedule.training_target`). MONAI's 3D
+    ``DiffusionModelUNet`` with the region as its class embedding and the anatomy embedding and position
+    channels concatenated to x_t (:meth:`conditioned_input`).
 
     Args:
         model: architecture (patch size, channels, attention levels, ...).
@@ -76,7 +81,7 @@ class MedDiffUNet(nn.Module):
         region: torch.Tensor,
         coords: torch.Tensor,
     ) -> torch.Tensor:
-        """Predict the noise.
+        """Predict the noise ε (or v, for a v-prediction model).
 
         Args:
             x_t: (B, 1, D, H, W) noisy image in the [-1, 1] intensity space.
@@ -86,7 +91,7 @@ class MedDiffUNet(nn.Module):
             coords: (B, 3, D, H, W) whole-volume coordinates (p_c of eq. 5).
 
         Returns:
-            (B, 1, D, H, W) ε estimate.
+            (B, 1, D, H, W) ε or v estimate (the model's ``diffusion.prediction``).
         """
         with record_function("conditioning"):
             inputs = self.conditioned_input(x_t, anatomy, coords)

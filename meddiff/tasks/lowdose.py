@@ -1,28 +1,15 @@
 """Physical low-dose CT simulation for the denoising task (paper 3.4.1 / 4.3.2, Mayo 2016 stand-in).
 
-The Mayo 2016 quarter-dose images were made by inserting Poisson noise into the full-dose *projections*
-and reconstructing both with the same filtered back-projection, so a (full, quarter) pair differs by the
-dose only. This module reproduces that chain per axial slice on a parallel-beam geometry with
-scikit-image's ``radon`` / ``iradon``:
+Like the Mayo 2016 quarter-dose data, noise is inserted in the projections, and both doses are reconstructed
+by the same filtered back-projection (scikit-image ``radon`` / ``iradon``, parallel beam, per axial slice):
 
-1. HU -> linear attenuation ``mu = MU_WATER * (1 + HU / 1000)`` (1/mm, clipped at 0);
-2. line integrals ``p = radon(mu) * pixel_mm`` (dimensionless), one view per detector bin over 180 deg;
-3. full-dose counts ``N_full ~ Poisson(I0 * exp(-p))``; quarter-dose counts by binomial thinning
-   ``N_low ~ Binomial(N_full, d)``, which is exactly ``Poisson(d * I0 * exp(-p))`` and keeps the
-   full-dose photons as a subset -- the projection-domain noise insertion of the Mayo data;
-4. log back ``p' = -log(max(N, 1) / I)`` with ``I = I0`` or ``d * I0``;
-5. ramp-filtered back-projection and back to HU.
+1. HU -> linear attenuation ``mu`` (1/mm, clipped at 0);
+2. line integrals ``p = radon(mu) * pixel_mm``;
+3. full-dose counts ``N_full ~ Poisson(I0 * exp(-p))``, low-dose counts ``N_low ~ Binomial(N_full, d)``;
+4. ``p' = -log(max(N, 1) / I)`` with ``I = I0`` or ``d * I0``;
+5. ramp-filtered back-projection, back to HU.
 
-Noise statistics this gives (and ``tests/tasks/test_lowdose.py`` checks): the low-dose noise variance is
-``1/d`` times the full-dose one, and ``var(low - full) = (1/d - 1) var(full noise)``.
-
-``I0`` is photons per detector bin per view, so the reconstructed noise depends on the geometry (pixel
-size, number of views). Target for the demo (5 mm pixels, ~70-90 pixel slices): the paper's quarter-dose
-noise, sigma_n ~ 0.15 in [-1, 1] units of a ~400 HU window, i.e. std(low - full) ~ 30 HU in the body
-(Mayo 2016 quarter vs full dose; the paper's LDCT PSNR of 23.1 dB in [-160, 240] HU is a ~28 HU RMSE over
-whole slices). ``I0 = 1.5e5`` gives 36 HU in a uniform 32 x 22 cm water-equivalent ellipse
-(``tests/tasks/test_lowdose.py``) and sigma_n = 0.14 (31 HU) on a phantom abdomen crop in the abdomen
-window; ``I0 = 4e5`` would give ~23 HU, ``1e5`` ~38-42 HU.
+Noise statistics and how ``I0`` was chosen for the demo: docs/design.md, "Low-dose CT simulation".
 """
 
 from __future__ import annotations
@@ -42,12 +29,26 @@ MU_WATER_PER_MM = 0.0192
 
 
 def hu_to_mu(hu: np.ndarray) -> np.ndarray:
-    """HU -> linear attenuation in 1/mm (air and below clip to 0)."""
+    """HU -> linear attenuation: mu = MU_WATER_PER_MM * (1 + HU / 1000).
+
+    Args:
+        hu: array in HU, any shape.
+
+    Returns:
+        float64 array of the same shape in 1/mm (air and below clip to 0).
+    """
     return np.clip(MU_WATER_PER_MM * (1.0 + np.asarray(hu, dtype=np.float64) / 1000.0), 0.0, None)
 
 
 def mu_to_hu(mu: np.ndarray) -> np.ndarray:
-    """Linear attenuation in 1/mm -> HU."""
+    """Linear attenuation -> HU (the inverse of :func:`hu_to_mu` above air).
+
+    Args:
+        mu: array in 1/mm, any shape.
+
+    Returns:
+        Array of the same shape in HU.
+    """
     return 1000.0 * (np.asarray(mu) / MU_WATER_PER_MM - 1.0)
 
 
@@ -62,8 +63,15 @@ def _pad_square(a: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
 
 
 def projection_angles(side: int) -> np.ndarray:
-    """View angles (degrees, over 180) for a square slice of ``side`` pixels: as many views as
-    ``radon(circle=False)`` has detector bins (the padded diagonal), the usual sampling rule."""
+    """View angles for a square slice: as many views as ``radon(circle=False)`` has detector bins (the padded
+    diagonal), the usual sampling rule.
+
+    Args:
+        side: slice size in pixels.
+
+    Returns:
+        (ceil(sqrt(2) * side),) angles in degrees over [0, 180).
+    """
     n_bins = int(np.ceil(np.sqrt(2) * side))
     return np.linspace(0.0, 180.0, n_bins, endpoint=False)
 
@@ -85,6 +93,7 @@ def simulate_slice(
 
     Args:
         hu: (Y, X) slice in HU (square pixels of ``pixel_mm``).
+        pixel_mm: pixel size in mm.
         incident_photons: I0, full-dose photons per detector bin per view.
         dose_fraction: d in (0, 1]; the low dose is ``d * I0``.
         rng: source of the Poisson / binomial draws.

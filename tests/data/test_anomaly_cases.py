@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from meddiff.config import Window
 from meddiff.data.anomaly_cases import DEMO_SEED_OFFSET, AnomalyCase, demo_anomaly_cases, liver_z_range
-from meddiff.data.phantom_lesions import CONSPICUOUS_TUMOURS
+from meddiff.data.phantom import CONSPICUOUS_TUMOURS
 from meddiff.errors import InputImageError
 from meddiff.labels import BODY, class_index
 
@@ -62,6 +62,7 @@ def fake_phantom(monkeypatch):
     calls = []
     module = types.ModuleType("meddiff.data.phantom")
     module.generate_case = _fake_generate_case(calls)
+    module.CONSPICUOUS_TUMOURS = CONSPICUOUS_TUMOURS
     monkeypatch.setitem(sys.modules, "meddiff.data.phantom", module)
     return calls
 

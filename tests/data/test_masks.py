@@ -178,7 +178,7 @@ def test_totalsegmentator_weights_folder_without_checkpoint_counts_as_missing(tm
 
 def _phantom():
     return pytest.importorskip(
-        "meddiff.data.phantom", reason="meddiff/data/phantom.py (another helper's) not importable"
+        "meddiff.data.phantom", reason="meddiff.data.phantom not importable"
     )
 
 

@@ -10,15 +10,16 @@ import pytest
 import SimpleITK as sitk
 
 from meddiff.data.phantom import (
+    CONSPICUOUS_TUMOURS,
     LESION_CLASSES,
     ORIENTATIONS,
     PHANTOM_REGIONS,
+    SUBTLE_TUMOURS,
     ScanGeometry,
     generate_case,
     oriented_image,
     write_cohort,
 )
-from meddiff.data.phantom_lesions import CONSPICUOUS_TUMOURS, SUBTLE_TUMOURS
 from meddiff.errors import ConfigError
 from meddiff.labels import BODY, NUM_CLASSES, class_index, indices
 

@@ -3,7 +3,7 @@
 The patient frame ``u`` is in millimetres, LPS like DICOM: x towards the patient's left, y posterior,
 z superior, with z = 0 at the bottom of the pubic symphysis. A :class:`Canvas` is a voxel grid (the scan's
 render grid, arrays ordered (Z, Y, X)) holding three uint8 maps that shapes are painted into in order:
-``label`` (the label space of :mod:`meddiff.labels`), ``tissue`` (a :class:`~meddiff.data.phantom_tissues.Tissue`,
+``label`` (the label space of :mod:`meddiff.labels`), ``tissue`` (a :class:`~meddiff.data.phantom.tissues.Tissue`,
 later turned into HU) and ``lesion`` (``LESION_CLASSES``). A smooth random :class:`Warp` (rotation about z,
 lateral and antero-posterior sway along z) maps grid points to the patient frame, so every organ drawn in
 the patient frame is deformed the same way and neighbours stay consistent.

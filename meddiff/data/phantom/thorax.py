@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from meddiff.data.phantom_canvas import (
+from meddiff.data.phantom.canvas import (
     Blob,
     Canvas,
     branching_tree,
@@ -19,9 +19,9 @@ from meddiff.data.phantom_canvas import (
     paint_tree,
     smooth_path,
 )
-from meddiff.data.phantom_patient import Patient
-from meddiff.data.phantom_tissues import Tissue as T
-from meddiff.data.phantom_tissues import smooth_noise
+from meddiff.data.phantom.patient import Patient
+from meddiff.data.phantom.tissues import Tissue as T
+from meddiff.data.phantom.tissues import smooth_noise
 
 BODY = 118
 LOBES = (

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from meddiff.data.phantom_canvas import Canvas, label_of, paint_tube, smooth_path
-from meddiff.data.phantom_patient import Patient
-from meddiff.data.phantom_thorax import ChestLandmarks, lung_labels
-from meddiff.data.phantom_tissues import Tissue as T
+from meddiff.data.phantom.canvas import Canvas, label_of, paint_tube, smooth_path
+from meddiff.data.phantom.patient import Patient
+from meddiff.data.phantom.thorax import ChestLandmarks, lung_labels
+from meddiff.data.phantom.tissues import Tissue as T
 
 BODY = 118
 

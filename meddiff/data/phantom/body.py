@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from meddiff.data.phantom_canvas import Blob, Canvas, Region, label_of, paint_blob, paint_tube, rotation, smooth_path
-from meddiff.data.phantom_patient import SPINE_LEVELS, Patient
-from meddiff.data.phantom_skeleton import canal_centre
-from meddiff.data.phantom_tissues import Tissue as T
+from meddiff.data.phantom.canvas import Blob, Canvas, Region, label_of, paint_blob, paint_tube, rotation, smooth_path
+from meddiff.data.phantom.patient import SPINE_LEVELS, Patient
+from meddiff.data.phantom.skeleton import canal_centre
+from meddiff.data.phantom.tissues import Tissue as T
 
 BODY = 118
 SKIN_MM = 2.0

@@ -1,6 +1,6 @@
 """The random patient behind a phantom case: skeleton levels, body outline, diaphragm, habitus, contrast.
 
-Everything is in the patient frame of :mod:`meddiff.data.phantom_canvas` (mm, LPS, z = 0 at the bottom of
+Everything is in the patient frame of :mod:`meddiff.data.phantom.canvas` (mm, LPS, z = 0 at the bottom of
 the pubic symphysis). The spine is built first, vertebra by vertebra from S1 upwards with adult body and
 disc heights, and every other structure is placed relative to it, so head, chest and abdomen of one
 patient always fit together. Sizes are typical adult values (Gray's Anatomy ranges) scaled per patient.
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from meddiff.data.phantom_canvas import Region
-from meddiff.data.phantom_tissues import PHASES
+from meddiff.data.phantom.canvas import Region
+from meddiff.data.phantom.tissues import PHASES
 
 SPINE_LEVELS: tuple[str, ...] = (
     ("S1", "L5", "L4", "L3", "L2", "L1")

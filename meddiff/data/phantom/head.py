@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from meddiff.data.phantom_canvas import (
+from meddiff.data.phantom.canvas import (
     Blob,
     Canvas,
     Region,
@@ -23,9 +23,9 @@ from meddiff.data.phantom_canvas import (
     rotation,
     smooth_path,
 )
-from meddiff.data.phantom_patient import Patient
-from meddiff.data.phantom_skeleton import canal_centre
-from meddiff.data.phantom_tissues import Tissue as T
+from meddiff.data.phantom.patient import Patient
+from meddiff.data.phantom.skeleton import canal_centre
+from meddiff.data.phantom.tissues import Tissue as T
 
 BODY = 118
 

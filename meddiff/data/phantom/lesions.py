@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from meddiff.data.phantom_canvas import Blob, Canvas
-from meddiff.data.phantom_patient import Patient
-from meddiff.data.phantom_thorax import ChestLandmarks, lung_labels
-from meddiff.data.phantom_tissues import Tissue, TissueTable
+from meddiff.data.phantom.canvas import Blob, Canvas
+from meddiff.data.phantom.patient import Patient
+from meddiff.data.phantom.thorax import ChestLandmarks, lung_labels
+from meddiff.data.phantom.tissues import Tissue, TissueTable
 from meddiff.labels import BODY, class_index
 
 LESION_CLASSES: dict[int, str] = {1: "liver_tumour", 2: "lung_nodule", 3: "lymph_node"}

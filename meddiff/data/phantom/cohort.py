@@ -1,9 +1,9 @@
 """The embedded demo CT cohort: synthetic scans of head & neck, chest, abdomen and whole body, written as
 NIfTI exactly like a downloaded dataset (image in HU, ground-truth anatomy, lesion masks).
 
-A case is a random adult (:mod:`meddiff.data.phantom_patient`) drawn into a render grid organ by organ
+A case is a random adult (:mod:`meddiff.data.phantom.patient`) drawn into a render grid organ by organ
 (body wall, muscles, lungs, heart, vessels, abdominal organs, head, skeleton, lesions), then imaged by a
-simple scanner model (:func:`meddiff.data.phantom_tissues.render_hu`). The scan geometry imitates real
+simple scanner model (:func:`meddiff.data.phantom.tissues.render_hu`). The scan geometry imitates real
 scans: square field of view around the body, 1.5-2.5 mm pixels (whole body 2.5-3 mm), slices of 1.5, 2, 3
 or 5 mm within a voxel budget (:data:`MAX_VOXELS`), and head-first or feet-first orientations with the x/y
 axes in LPS or flipped, always with a correct direction matrix and origin. Deterministic given the seed.
@@ -22,14 +22,14 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from meddiff.atomic import atomic_path, write_text
-from meddiff.data.phantom_abdomen import paint_abdomen
-from meddiff.data.phantom_body import paint_body_wall, paint_breasts, paint_muscles, paint_table
-from meddiff.data.phantom_canvas import Canvas, Warp
-from meddiff.data.phantom_head import paint_head
-from meddiff.data.phantom_lesions import LESION_CLASSES, SUBTLE_TUMOURS, LiverTumours, paint_lesions
-from meddiff.data.phantom_patient import Patient, sample_patient
-from meddiff.data.phantom_skeleton import paint_pelvis, paint_spine, paint_thoracic_cage
-from meddiff.data.phantom_thorax import (
+from meddiff.data.phantom.abdomen import paint_abdomen
+from meddiff.data.phantom.body import paint_body_wall, paint_breasts, paint_muscles, paint_table
+from meddiff.data.phantom.canvas import Canvas, Warp
+from meddiff.data.phantom.head import paint_head
+from meddiff.data.phantom.lesions import LESION_CLASSES, SUBTLE_TUMOURS, LiverTumours, paint_lesions
+from meddiff.data.phantom.patient import Patient, sample_patient
+from meddiff.data.phantom.skeleton import paint_pelvis, paint_spine, paint_thoracic_cage
+from meddiff.data.phantom.thorax import (
     ChestLandmarks,
     chest_landmarks,
     paint_airways,
@@ -37,8 +37,8 @@ from meddiff.data.phantom_thorax import (
     paint_heart,
     paint_lungs,
 )
-from meddiff.data.phantom_tissues import TissueTable, centre_subslices, render_hu
-from meddiff.data.phantom_vessels import paint_great_vessels
+from meddiff.data.phantom.tissues import TissueTable, centre_subslices, render_hu
+from meddiff.data.phantom.vessels import paint_great_vessels
 from meddiff.errors import ConfigError
 
 __all__ = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from meddiff.data.phantom_canvas import (
+from meddiff.data.phantom.canvas import (
     Blob,
     Canvas,
     label_of,
@@ -19,8 +19,8 @@ from meddiff.data.phantom_canvas import (
     rotation,
     smooth_path,
 )
-from meddiff.data.phantom_patient import SPINE_LEVELS, Patient, Vertebra
-from meddiff.data.phantom_tissues import Tissue as T
+from meddiff.data.phantom.patient import SPINE_LEVELS, Patient, Vertebra
+from meddiff.data.phantom.tissues import Tissue as T
 
 BODY = 118
 

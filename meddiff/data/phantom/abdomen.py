@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from meddiff.data.phantom_body import SKIN_MM
-from meddiff.data.phantom_canvas import (
+from meddiff.data.phantom.body import SKIN_MM
+from meddiff.data.phantom.canvas import (
     Blob,
     Canvas,
     Region,
@@ -22,8 +22,8 @@ from meddiff.data.phantom_canvas import (
     rotation,
     smooth_path,
 )
-from meddiff.data.phantom_patient import Patient
-from meddiff.data.phantom_tissues import Tissue as T
+from meddiff.data.phantom.patient import Patient
+from meddiff.data.phantom.tissues import Tissue as T
 
 BODY = 118
 
