@@ -18,5 +18,5 @@ The fine-tuned tasks of 3.5 (ControlNet super-resolution and lesion generation, 
 are not implemented yet.
 
 Tasks read the training cache (:func:`meddiff.data.preprocess.load_crop`) and trained model folders
-(:func:`meddiff.diffusion.checkpoint.load_model`); they do not compute metrics (see :mod:`meddiff.metrics`).
+(:func:`meddiff.diffusion.checkpoint.load_model`); they do not compute metrics (:mod:`meddiff.evaluation` scores their outputs).
 """
