@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -126,3 +127,72 @@ def test_tiny_demo_runs_end_to_end(tmp_path):
     # Nothing left to do: a rerun is a no-op.
     proc = snakemake("-n", *common)
     assert "Nothing to be done" in proc.stdout + proc.stderr
+    check_setting_changes_rerun_their_readers(config, work, common)
+    check_report_holds_every_table(work, common)
+
+
+def _planned(output: str) -> tuple[set[str], set[str]]:
+    """(rules of the planned jobs, settings keys whose command_settings job reruns on changed params) of a dry run."""
+    rules, changed = set(), set()
+    for rule, body in re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:    .*\n?)*)", output, re.M):
+        rules.add(rule)
+        if rule == "command_settings" and "Params have changed" in body:
+            changed.add(re.search(r"output: \S*/config/(\S+)\.yaml", body).group(1))
+    return rules, changed
+
+
+def _readers(setting: str) -> set[str]:
+    """Commands whose declared settings include ``setting`` (a dotted path), from the one table that declares them."""
+    from meddiff.config import COMMAND_SECTIONS
+
+    def overlaps(declared: str) -> bool:
+        return setting == declared or setting.startswith(declared + ".") or declared.startswith(setting + ".")
+
+    return {cmd for cmd, paths in COMMAND_SECTIONS.items() if any(overlaps(p) for p in paths)}
+
+
+# (dotted setting, new value, rules that must rerun, rules that must not)
+CHANGES = [
+    ("preprocess.windows.abdomen", {"level": 70, "width": 360}, {"preprocess", "denoise", "anomaly"}, {"fetch", "masks"}),
+    ("masks.backend", "threshold", {"masks", "anomaly", "evaluate_synthesis"}, {"fetch"}),
+    ("sampling.steps", 2, {"synthesize", "denoise", "anomaly"}, {"fetch", "masks", "preprocess", "train", "probe_precision"}),
+    ("anomaly.timestep", 900, {"anomaly", "evaluate_anomaly", "anomaly_table"},
+     {"fetch", "preprocess", "train", "synthesize", "denoise"}),
+]
+
+
+def check_setting_changes_rerun_their_readers(config: Path, work: Path, common: list[str]) -> None:
+    """Each setting changed alone reruns exactly the commands that read it (COMMAND_SECTIONS) and what depends on
+    their outputs: Snakemake's params trigger sees the change only in those commands' settings jobs."""
+    base = yaml.safe_load(config.read_text(encoding="utf-8"))
+    for setting, value, must, must_not in CHANGES:
+        changed_cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
+        *parents, leaf = setting.split(".")
+        node = changed_cfg
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+        overlay = config.with_name("changed.yaml")
+        overlay.write_text(yaml.safe_dump(changed_cfg))
+        args = [a if a != str(config) else str(overlay) for a in common]
+        proc = snakemake("-n", "--rerun-triggers", "params", *args)
+        rules, changed = _planned(proc.stdout + proc.stderr)
+        readers = _readers(setting)
+        assert {k.partition(".")[0] for k in changed} == readers, (setting, changed, readers)
+        assert must <= rules and not (must_not & rules), (setting, sorted(rules))
+    assert yaml.safe_load(config.read_text(encoding="utf-8")) == base
+    # a dry run writes nothing: the resolved config still names the settings that produced the tables
+    resolved = yaml.safe_load((work / "results" / "e2e" / "config.resolved.yaml").read_text(encoding="utf-8"))
+    assert resolved["anomaly"]["timestep"] != 900 and resolved["sampling"]["steps"] != 2
+
+
+def check_report_holds_every_table(work: Path, common: list[str]) -> None:
+    """`snakemake --report` of the finished run holds every table and figure of the run."""
+    import zipfile
+
+    report = work / "results" / "e2e" / "report.zip"
+    snakemake("--report", str(report), *common)
+    names = "\n".join(zipfile.ZipFile(report).namelist())
+    for table in ("table3.csv", "table4.csv", "table5.csv", "table6.csv", "training.csv", "figure5_synthesis.png",
+                  "figure6_denoising.png", "figure7_anomaly.png"):
+        assert table in names, f"{table} missing from the report: {names}"
