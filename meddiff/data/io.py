@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 import SimpleITK as sitk
 
 from meddiff.atomic import atomic_path
@@ -56,6 +57,15 @@ def _check_nifti_complete(path: Path) -> None:
         header = nib.load(str(path)).header
     except Exception as err:  # nibabel raises several types for corrupt headers
         raise InputImageError(f"{path}: not a valid NIfTI file ({type(err).__name__}: {err})") from None
+    # nibabel and ITK both replace a zero pixdim by 1 mm on reading (a warning at most): read it unfixed
+    with nib.openers.ImageOpener(str(path)) as fh:
+        raw = nib.Nifti1Header.from_fileobj(fh, check=False)
+    spatial = raw["pixdim"][1 : 1 + min(3, int(raw["dim"][0]))]
+    if not (spatial > 0).all():
+        raise InputImageError(
+            f"{path}: voxel spacing {tuple(float(v) for v in spatial)} mm in the NIfTI header is zero or negative "
+            "(readers would silently use 1 mm); fix the header (pixdim)"
+        )
     expected = int(header.get_data_offset()) + _nbytes(header)
     if path.name.endswith(".gz"):
         total = 0
@@ -71,6 +81,14 @@ def _check_nifti_complete(path: Path) -> None:
         raise InputImageError(
             f"{path}: truncated NIfTI file: {total} bytes of data where the header requires {expected}"
         )
+    if np.issubdtype(header.get_data_dtype(), np.floating):
+        # ITK's NIfTI reader turns NaN voxels into 0 without a word (SimpleITK 2.5), so they are counted here
+        data = np.asanyarray(nib.load(str(path)).dataobj)
+        bad = int(data.size - np.isfinite(data).sum())
+        if bad:
+            raise InputImageError(
+                f"{path}: {bad} of {data.size} voxels are NaN or infinite; a CT volume in HU has finite values everywhere"
+            )
 
 
 def _nbytes(header: nib.Nifti1Header) -> int:
@@ -89,18 +107,30 @@ def _read_file(path: Path) -> sitk.Image:
         raise InputImageError(f"{path}: cannot read image: {_itk_reason(err, path)}") from None
 
 
+MIXED_SERIES_FRACTION = 0.5
+"""A DICOM folder whose second-largest series has at least this fraction of the largest one's files holds two
+volumes (two doses, kernels or phases): which one is meant cannot be guessed, so reading it is refused. Smaller
+series (scouts, localisers, dose reports) are skipped."""
+
+
 def _read_dicom_folder(folder: Path) -> sitk.Image:
-    """Read the DICOM series with the most files found in ``folder`` or its sub-folders."""
-    best: list[str] = []
+    """Read the DICOM series with the most files found in ``folder`` or its sub-folders; refuse a folder that
+    mixes two full series (:data:`MIXED_SERIES_FRACTION`)."""
+    found: list[tuple[str, list[str]]] = []
     for sub, _, files in os.walk(folder):
         if not files:
             continue
         for series in sitk.ImageSeriesReader.GetGDCMSeriesIDs(sub) or ():
-            names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(sub, series)
-            if len(names) > len(best):
-                best = list(names)
-    if not best:
+            found.append((series, list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(sub, series))))
+    if not found:
         raise InputImageError(f"{folder}: folder contains no DICOM series (and is not an image file)")
+    found.sort(key=lambda f: len(f[1]), reverse=True)
+    best = found[0][1]
+    if len(found) > 1 and len(found[1][1]) >= MIXED_SERIES_FRACTION * len(best):
+        raise InputImageError(
+            f"{folder}: folder mixes {len(found)} DICOM series ({found[0][0]}: {len(best)} files, "
+            f"{found[1][0]}: {len(found[1][1])} files); put each series in its own folder"
+        )
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(best)
     try:

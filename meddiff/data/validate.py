@@ -25,6 +25,10 @@ MIN_HU_RANGE = 500.0
 GEOMETRY_RTOL = 1e-3
 """Relative tolerance on spacing / origin / direction when comparing two voxel grids."""
 
+MAX_SPACING_MM = 10.0
+"""Largest voxel spacing accepted along any axis: the paper's CT has 0.5-5 mm voxels; a spacing above 10 mm (or
+zero, or negative) is a broken header or not a diagnostic CT volume, and resampling it would invent anatomy."""
+
 _MAX_SAMPLE = 2_000_000  # voxels used for the intensity percentiles (a strided subsample keeps checks fast)
 
 
@@ -51,12 +55,25 @@ def check_volume_shape(img: sitk.Image, path: str | Path, what: str = "CT volume
 def check_ct(img: sitk.Image, path: str | Path) -> None:
     """Raise :class:`InputImageError` unless ``img`` looks like a 3D CT volume in Hounsfield units.
 
-    Checks: 3D, single channel, >= 2 voxels per axis, not constant, contains air (0.1st percentile
+    Checks: 3D, single channel, >= 2 voxels per axis, spacing in (0, ``MAX_SPACING_MM``] mm, finite voxels,
+    not constant, contains air (0.1st percentile
     < ``AIR_MAX_HU``) and spans >= ``MIN_HU_RANGE`` HU. MR volumes (non-negative), normalised images (0..1)
     and raw unsigned CT (HU + 1024) fail with a message giving min / max / percentiles and a hint.
     """
     check_volume_shape(img, path)
+    spacing = img.GetSpacing()
+    if not all(0 < s <= MAX_SPACING_MM for s in spacing):
+        raise InputImageError(
+            f"{path}: voxel spacing {_fmt(spacing)} mm is outside (0, {MAX_SPACING_MM:g}] mm along some axis "
+            "(broken header, or not a diagnostic CT volume)"
+        )
     arr = sitk.GetArrayViewFromImage(img)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        raise InputImageError(
+            f"{path}: {arr.size - int(finite.sum())} of {arr.size} voxels are NaN or infinite; a CT volume in HU "
+            "has finite values everywhere"
+        )
     lo_val, hi_val = float(arr.min()), float(arr.max())
     if lo_val == hi_val:
         raise InputImageError(f"{path}: volume is constant (every voxel = {lo_val:g}); nothing to learn from")

@@ -21,6 +21,7 @@ state: :func:`find_training_state` falls back to it.
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,9 +101,9 @@ def load_model(folder: Path, device: str | torch.device) -> LoadedModel:
         architecture = json.loads((folder / "architecture.json").read_text())
         diffusion = json.loads((folder / "diffusion.json").read_text())
         info = json.loads((folder / "training.json").read_text())
-        weights = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
-    except (json.JSONDecodeError, RuntimeError, OSError) as err:
+    except (json.JSONDecodeError, OSError) as err:
         raise WeightsMissingError(f"{folder}: unreadable model folder: {err}") from None
+    weights = _load_tensors(folder / "weights.pt", "model weights")
     network = build_from_architecture(architecture)
     network.load_state_dict(weights)
     network.to(device).eval()
@@ -113,6 +114,22 @@ def load_model(folder: Path, device: str | torch.device) -> LoadedModel:
         info=info,
         prediction=check_prediction(str(diffusion.get("prediction", "epsilon"))),  # absent in older folders: ε
     )
+
+
+def _load_tensors(path: Path, what: str) -> dict:
+    """``torch.load(path, weights_only=True)`` on the CPU; a file that needs full unpickling (arbitrary objects,
+    which could run code) or cannot be read raises :class:`WeightsMissingError` on one line naming ``path``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message spans several lines; keep the one naming the refused object
+        reason = next((ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln), "not plain tensors")
+        raise WeightsMissingError(
+            f"{path}: refused {what}: it holds objects other than tensors, and loading them could run code "
+            f"(torch.load weights_only=True: {reason})"
+        ) from None
+    except (RuntimeError, OSError, EOFError) as err:
+        raise WeightsMissingError(f"{path}: unreadable {what}: {err}") from None
 
 
 # ----------------------------------------------------------------------------------------------- RNG states
@@ -236,10 +253,7 @@ def load_training_state(folder: Path) -> TrainingState | None:
     found = find_training_state(folder)
     if found is None:
         return None
-    try:
-        payload = torch.load(found / STATE_FILE, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError) as err:
-        raise WeightsMissingError(f"{found / STATE_FILE}: unreadable training checkpoint: {err}") from None
+    payload = _load_tensors(found / STATE_FILE, "training checkpoint")
     return TrainingState(
         step=int(payload["step"]),
         network=payload["network"],
