@@ -76,7 +76,7 @@ def make_data(cfg: Config, work: Path) -> tuple[Path, Path, Path, Path]:
             case=case, dataset="phantom", regions=[region], cfg=cfg.preprocess,
         )
         dirs.append(out)
-    manifest = build_manifest(dirs, cfg.preprocess.split, cfg.seed).assign(split="train")
+    manifest = build_manifest(dirs, cfg.data.split, cfg.seed).assign(split="train")
     write_manifest(manifest, work / "manifest.csv")
     abdomen = next(c for c in cases if "abdomen" in c)
     return work / "manifest.csv", raw / "images" / f"{abdomen}.nii.gz", raw / "labels" / f"{abdomen}.nii.gz", work / "cache" / abdomen
