@@ -82,7 +82,8 @@ def test_training_checkpoint_with_a_pickled_payload_is_refused(tmp_path):
 def test_model_folder_with_pickled_weights_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     folder = save_model(
-        tmp_path / "model", MedDiffUNet(TINY_MODEL, "embedding"), num_train_timesteps=10, schedule="cosine", info={}
+        tmp_path / "model", MedDiffUNet(TINY_MODEL, "embedding"), num_train_timesteps=10, schedule="cosine", info={},
+        prediction="epsilon",
     )
     _malicious_checkpoint(folder / "weights.pt", marker)
     err = _raised(lambda: load_model(folder, "cpu"))

@@ -55,7 +55,7 @@ class LoadedModel:
     num_train_timesteps: int
     schedule: str
     info: dict
-    prediction: str = "epsilon"
+    prediction: str
 
 
 def save_model(
@@ -65,7 +65,7 @@ def save_model(
     num_train_timesteps: int,
     schedule: str,
     info: dict,
-    prediction: str = "epsilon",
+    prediction: str,
 ) -> Path:
     """Write a model folder atomically (replacing an existing one) and return its path.
 

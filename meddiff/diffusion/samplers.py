@@ -32,7 +32,7 @@ SAMPLERS = ("ddpm", "ddim")
 
 
 def make_sampling_scheduler(
-    sampler: str, num_train_timesteps: int, schedule: str, steps: int, prediction: str = "epsilon"
+    sampler: str, num_train_timesteps: int, schedule: str, steps: int, prediction: str
 ) -> DDPMScheduler | DDIMScheduler:
     """Scheduler of the reverse process with its ``timesteps`` set (descending).
 

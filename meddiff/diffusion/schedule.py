@@ -35,7 +35,7 @@ def check_prediction(prediction: str) -> str:
     return prediction
 
 
-def make_scheduler(num_train_timesteps: int, schedule: str, prediction: str = "epsilon") -> DDPMScheduler:
+def make_scheduler(num_train_timesteps: int, schedule: str, prediction: str) -> DDPMScheduler:
     """MONAI DDPM scheduler of the forward process (eqs. 1-2).
 
     Args:

@@ -246,7 +246,7 @@ def anomaly_map_for_case(
     condition = anatomy_condition(labels, organ, organ_indices)
     if condition_label is not None:
         condition = np.where(organ, condition_label, 0).astype(np.int64)
-    alphas = make_scheduler(loaded.num_train_timesteps, loaded.schedule).alphas_cumprod
+    alphas = make_scheduler(loaded.num_train_timesteps, loaded.schedule, loaded.prediction).alphas_cumprod
     output_fn = model_output_fn(loaded, condition, region, patch_size=patch_size, sampling=sampling, device=device)
     eps_fn = as_epsilon_fn(output_fn, alphas, loaded.prediction)
     amap = anomaly_map(eps_fn, image, organ, alphas, timestep=cfg.timestep, seed=seed, name=name,

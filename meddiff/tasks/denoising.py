@@ -129,7 +129,7 @@ def model_output_fn(
 def _load(model_dir: Path, device: str) -> tuple[LoadedModel, torch.Tensor]:
     """(model, alphas_cumprod) of a model folder; cached so that a run loads its model once."""
     loaded = load_model(model_dir, device)
-    return loaded, make_scheduler(loaded.num_train_timesteps, loaded.schedule).alphas_cumprod
+    return loaded, make_scheduler(loaded.num_train_timesteps, loaded.schedule, loaded.prediction).alphas_cumprod
 
 
 def denoise_case(

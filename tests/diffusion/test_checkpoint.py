@@ -46,7 +46,8 @@ def network_inputs(seed=0, batch=1):
 def test_model_folder_round_trip_rebuilds_the_same_network(tmp_path):
     torch.manual_seed(0)
     network = MedDiffUNet(tiny_model(), "embedding").eval()
-    save_model(tmp_path / "model", network, num_train_timesteps=100, schedule="cosine", info={"steps": 7, "seed": 3})
+    save_model(tmp_path / "model", network, num_train_timesteps=100, schedule="cosine", info={"steps": 7, "seed": 3},
+               prediction="epsilon")  # fmt: skip
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == sorted(
         ["architecture.json", "diffusion.json", "weights.pt", "training.json"]
     )
@@ -64,7 +65,7 @@ def test_model_folder_records_the_prediction_type_and_older_folders_mean_epsilon
     network = MedDiffUNet(tiny_model(), "none")
     save_model(tmp_path / "v", network, num_train_timesteps=10, schedule="cosine", info={}, prediction="v_prediction")
     assert load_model(tmp_path / "v", "cpu").prediction == "v_prediction"
-    save_model(tmp_path / "old", network, num_train_timesteps=10, schedule="cosine", info={})
+    save_model(tmp_path / "old", network, num_train_timesteps=10, schedule="cosine", info={}, prediction="epsilon")
     (tmp_path / "old" / "diffusion.json").write_text('{"num_train_timesteps": 10, "schedule": "cosine"}')
     assert load_model(tmp_path / "old", "cpu").prediction == "epsilon"
 
@@ -72,7 +73,8 @@ def test_model_folder_records_the_prediction_type_and_older_folders_mean_epsilon
 def test_load_model_names_the_folder_when_incomplete(tmp_path):
     torch.manual_seed(0)
     save_model(
-        tmp_path / "model", MedDiffUNet(tiny_model(), "none"), num_train_timesteps=10, schedule="cosine", info={}
+        tmp_path / "model", MedDiffUNet(tiny_model(), "none"), num_train_timesteps=10, schedule="cosine", info={},
+        prediction="epsilon",
     )
     (tmp_path / "model" / "weights.pt").unlink()
     with pytest.raises(WeightsMissingError, match="model.*weights.pt"):

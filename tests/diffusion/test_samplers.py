@@ -83,7 +83,7 @@ def loaded(network: nn.Module, num_train_timesteps: int = 50, prediction: str = 
 
 @pytest.mark.parametrize("T, k", [(1000, 10), (1000, 30), (100, 7), (50, 50)])
 def test_ddim_timesteps_are_the_ones_monai_step_moves_between(T, k):
-    scheduler = make_sampling_scheduler("ddim", T, "cosine", k)
+    scheduler = make_sampling_scheduler("ddim", T, "cosine", k, "epsilon")
     ts = scheduler.timesteps.tolist()
     assert len(ts) == k and ts[0] == (k - 1) * (T // k) and ts[-1] == 0
     # DDIMScheduler.step goes from t to t - T // k: the next timestep must be exactly that.
@@ -97,7 +97,7 @@ def test_ddim_follows_the_trajectory_of_a_known_image_and_noise(error, tolerance
     x0 = smooth_volume(SHAPE)
     noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(3))
     wrong = noise + error * torch.randn(SHAPE, generator=torch.Generator().manual_seed(4))
-    scheduler = make_sampling_scheduler("ddim", 1000, "cosine", 10)
+    scheduler = make_sampling_scheduler("ddim", 1000, "cosine", 10, "epsilon")
     ab = scheduler.alphas_cumprod[scheduler.timesteps[0]]
     x_t = (ab.sqrt() * x0 + (1 - ab).sqrt() * noise)[None, None]
     plan = SlidingWindowPlan(SHAPE, PATCH, 0.5, np.zeros(SHAPE, np.uint8), 0, "cpu")
@@ -110,7 +110,7 @@ def test_ddim_follows_the_trajectory_of_a_known_image_and_noise(error, tolerance
 @pytest.mark.parametrize("sampler, T, steps", [("ddim", 1000, 10), ("ddpm", 20, 20)])
 def test_sampler_with_an_x0_oracle_recovers_x0(sampler, T, steps, prediction):
     x0 = smooth_volume(SHAPE, seed=1)
-    scheduler = make_sampling_scheduler(sampler, T, "cosine", steps)
+    scheduler = make_sampling_scheduler(sampler, T, "cosine", steps, "epsilon")
     oracle = X0Oracle(x0, scheduler.alphas_cumprod, prediction)
     sampling = SamplingConfig(sampler=sampler, steps=steps, overlap=0.5, patch_batch_size=3, blend="gaussian", precision="fp32")
     out = sample_volume(
@@ -153,9 +153,9 @@ def test_network_gets_the_anatomy_map_or_the_null_label_and_the_region(unconditi
 def test_bad_settings_are_rejected():
     anatomy = np.zeros((16, 16, 16), np.uint8)
     with pytest.raises(ConfigError, match="DDPM runs all"):
-        make_sampling_scheduler("ddpm", 1000, "cosine", 50)
+        make_sampling_scheduler("ddpm", 1000, "cosine", 50, "epsilon")
     with pytest.raises(ConfigError, match="unknown sampler"):
-        make_sampling_scheduler("dpm_solver", 1000, "cosine", 20)
+        make_sampling_scheduler("dpm_solver", 1000, "cosine", 20, "epsilon")
     with pytest.raises(ConfigError, match="unknown region"):
         sample_volume(
             loaded(Spy()), anatomy, "pelvis", sampling=SamplingConfig("ddim", 2, 0.5, 4, "gaussian", "fp32"), seed=0, device="cpu"

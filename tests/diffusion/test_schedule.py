@@ -10,7 +10,7 @@ from meddiff.errors import ConfigError
 
 
 def test_cosine_schedule_at_paper_scale():
-    scheduler = make_scheduler(1000, "cosine")
+    scheduler = make_scheduler(1000, "cosine", "epsilon")
     abar = scheduler.alphas_cumprod
     assert abar.shape == (1000,)
     assert (abar[1:] < abar[:-1]).all(), "ᾱ_t must fall monotonically"
@@ -19,7 +19,7 @@ def test_cosine_schedule_at_paper_scale():
 
 
 def test_noising_follows_eq_1_closed_form():
-    scheduler = make_scheduler(100, "cosine")
+    scheduler = make_scheduler(100, "cosine", "epsilon")
     x0, noise, t = torch.ones(2, 1, 4, 4, 4), torch.randn(2, 1, 4, 4, 4), torch.tensor([0, 99])
     x_t = scheduler.add_noise(x0, noise, t)
     abar = scheduler.alphas_cumprod[t].view(2, 1, 1, 1, 1)
@@ -28,7 +28,7 @@ def test_noising_follows_eq_1_closed_form():
 
 def test_unknown_schedule_is_a_config_error():
     with pytest.raises(ConfigError, match="quadratic"):
-        make_scheduler(1000, "quadratic")
+        make_scheduler(1000, "quadratic", "epsilon")
 
 
 def test_unknown_prediction_is_a_config_error():

@@ -180,7 +180,7 @@ def smooth_denoiser() -> MedDiffUNet:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     net = MedDiffUNet(TINY, "embedding")
-    scheduler = make_scheduler(1000, "cosine")
+    scheduler = make_scheduler(1000, "cosine", "epsilon")
     gen = torch.Generator().manual_seed(0)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     for _ in range(60):
@@ -231,7 +231,7 @@ def seam_ratio(smooth_denoiser):
         if key not in cache:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
-            scheduler = make_sampling_scheduler("ddim", 1000, "cosine", 10)
+            scheduler = make_sampling_scheduler("ddim", 1000, "cosine", 10, "epsilon")
             plan = SlidingWindowPlan(shape, PATCH, overlap, np.zeros(shape, np.uint8), 0, "cpu", blend=blend)
             x_T = torch.randn((1, 1, *shape), generator=torch.Generator().manual_seed(0))
             volume = reverse_diffusion(smooth_denoiser, plan, scheduler, x_T, batch_size=16)[0, 0].numpy()

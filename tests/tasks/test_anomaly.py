@@ -21,7 +21,7 @@ from meddiff.tasks.anomaly import (
 )
 
 LIVER = class_index()["liver"]
-ALPHAS = make_scheduler(1000, "cosine").alphas_cumprod
+ALPHAS = make_scheduler(1000, "cosine", "epsilon").alphas_cumprod
 CFG = AnomalyConfig(dataset="demo", timestep=950, organ="liver", smoothing_sigma_mm=0.0, threshold=0.5, cases=0, slices_per_volume=0, remove_organ_offset=False)
 ABDOMEN = Window(60, 360)
 
@@ -234,7 +234,7 @@ def test_anomaly_map_for_case_runs_a_real_network_through_the_sliding_window():
     model_cfg = ModelConfig(patch_size=(8, 16, 16), channels=(8, 16), attention_levels=(False, False),
                             num_res_blocks=1, num_head_channels=8, norm_num_groups=4, anatomy_embedding_dim=4,
                             position_frequencies=2)
-    loaded = LoadedModel(MedDiffUNet(model_cfg, "coords").eval(), 1000, "cosine", {})
+    loaded = LoadedModel(MedDiffUNet(model_cfg, "coords").eval(), 1000, "cosine", {}, "epsilon")
     sampling = SamplingConfig(sampler="ddim", steps=10, overlap=0.25, patch_batch_size=4, blend="gaussian", precision="fp32")
     _, image, labels, _ = _phantom_liver(20, lesion=True)
     kwargs = dict(cfg=CFG, sampling=sampling, patch_size=(8, 16, 16), spacing=(5.0, 5.0, 5.0), device="cpu", seed=1)
@@ -263,7 +263,7 @@ def test_condition_label_replaces_the_organ_class_the_model_never_saw(monkeypatc
     _, image, labels, _ = _phantom_liver(20, lesion=True)
     sampling = SamplingConfig(sampler="ddim", steps=10, overlap=0.25, patch_batch_size=4, blend="gaussian", precision="fp32")
     kwargs = dict(cfg=CFG, sampling=sampling, patch_size=(8, 16, 16), spacing=(5.0, 5.0, 5.0), device="cpu", seed=1)
-    loaded = LoadedModel(None, 1000, "cosine", {})
+    loaded = LoadedModel(None, 1000, "cosine", {}, "epsilon")
     organ = organ_mask_from_labels(labels, [LIVER])
     anomaly_map_for_case(loaded, image, labels, [LIVER], "abdomen", **kwargs)
     assert set(np.unique(seen["anatomy"][organ])) <= {LIVER}

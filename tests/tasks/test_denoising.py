@@ -156,7 +156,7 @@ def test_out_of_window_voxels_keep_the_low_dose_beyond_the_bound():
 def test_diffpir_with_an_oracle_prior_beats_ldct_in_the_evaluation_window():
     case = _sim_case()
     w = WINDOWS["abdomen"]
-    abar = make_scheduler(1000, "cosine").alphas_cumprod
+    abar = make_scheduler(1000, "cosine", "epsilon").alphas_cumprod
     x0 = torch.as_tensor(hu_to_unit(case.full_hu, w))[None, None]
 
     def oracle(x_t, t):
@@ -187,7 +187,8 @@ def test_denoise_case_runs_model_and_baselines_on_one_grid(tmp_path):
     crop = (slice(None), slice(12, 28), slice(10, 28))  # (3, 16, 18): 2 windows of 16^3, one network call
     case = DenoisingCase(case.case, case.region, case.split, case.full_hu[crop], case.low_hu[crop],
                          case.anatomy[crop], case.spacing_mm, case.source)  # fmt: skip
-    model_dir = save_model(tmp_path / "model", _tiny_network(), num_train_timesteps=1000, schedule="cosine", info={})
+    model_dir = save_model(tmp_path / "model", _tiny_network(), num_train_timesteps=1000, schedule="cosine", info={},
+                           prediction="epsilon")  # fmt: skip
     sampling = SamplingConfig(sampler="ddim", steps=2, overlap=0.25, patch_batch_size=2, blend="gaussian", precision="fp32")
     out = denoise_case(
         model_dir, case.low_hu, case.full_hu, case.anatomy, "abdomen", WINDOWS["abdomen"], _cfg(steps=2),
@@ -211,7 +212,7 @@ def test_denoise_case_gives_diffpir_the_noise_estimate_of_either_prediction_type
     shape = (1, 1, *case.low_hu.shape)
     g = torch.Generator().manual_seed(0)
     x0, noise = torch.rand(shape, generator=g) * 2 - 1, torch.randn(shape, generator=g)
-    abar = make_scheduler(1000, "cosine").alphas_cumprod
+    abar = make_scheduler(1000, "cosine", "epsilon").alphas_cumprod
 
     def oracle_output_fn(network, anatomy, region, shape, **kwargs):
         def output(x_t, t):

@@ -18,7 +18,7 @@ from meddiff.tasks.diffpir import (
 
 @pytest.fixture(scope="module", params=["cosine", "linear_beta"])
 def abar(request) -> torch.Tensor:
-    return make_scheduler(1000, request.param).alphas_cumprod
+    return make_scheduler(1000, request.param, "epsilon").alphas_cumprod
 
 
 def _clean_volume() -> torch.Tensor:

@@ -39,7 +39,8 @@ def model_dir(tmp_path: Path) -> Path:
     net = MedDiffUNet(cfg, "embedding")
     with torch.no_grad():
         net.unet.out[2].conv.reset_parameters()
-    return save_model(tmp_path / "model", net, num_train_timesteps=100, schedule="cosine", info={"variant": "test"})
+    return save_model(tmp_path / "model", net, num_train_timesteps=100, schedule="cosine", info={"variant": "test"},
+                      prediction="epsilon")  # fmt: skip
 
 
 def write_crop(case_dir: Path, region: str, case: str = "case7") -> dict:
