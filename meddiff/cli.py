@@ -125,8 +125,6 @@ def cmd_probe_precision(args) -> None:
 
 
 def cmd_train(args) -> None:
-    import dataclasses
-
     from meddiff.diffusion.training import train
 
     s = _settings(args, f"train.{args.variant}")
@@ -139,10 +137,8 @@ def cmd_train(args) -> None:
         from meddiff.diffusion.precision import read_choice
 
         precision = read_choice(Path(args.precision), "training")
-    if args.variant == FOUNDATION_RUN:
-        if args.continue_from is None or training.foundation_steps is None:
-            raise MeddiffError(f"'{FOUNDATION_RUN}' needs training.foundation_steps and --continue-from")
-        training = dataclasses.replace(training, steps=training.foundation_steps)
+    if args.variant == FOUNDATION_RUN and args.continue_from is None:
+        raise MeddiffError(f"'{FOUNDATION_RUN}' continues the last variant's run: it needs --continue-from")
     train(
         Path(args.manifest),
         out.parent,

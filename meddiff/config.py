@@ -346,7 +346,22 @@ def section_values(raw: dict, key: str) -> dict:
             for part in path.split("."):
                 value = value[part]
         out[path] = value
+    if command == "train":
+        out["training"] = _run_training(out["training"], variant)
     return out
+
+
+def _run_training(training: dict, variant: str | None) -> dict:
+    """The ``training`` section as one ``train`` job reads it: ``steps`` is that run's own length (the
+    foundation run's is ``foundation_steps``) and ``foundation_steps`` is dropped, so that changing it reruns
+    the foundation run only, not the Table 3 variants."""
+    training = dict(training)
+    if variant == FOUNDATION_RUN:
+        if training["foundation_steps"] is None:
+            raise ConfigError(f"'train.{FOUNDATION_RUN}' needs training.foundation_steps")
+        training["steps"] = training["foundation_steps"]
+    training["foundation_steps"] = None
+    return training
 
 
 class Sections:

@@ -46,3 +46,14 @@ def test_every_declared_setting_exists_and_types(tmp_path):
     assert isinstance(trained["variant"], Variant) and trained["variant"].name == "baseline"
     with pytest.raises(KeyError, match="does not declare"):
         Sections("masks", section_values(raw, "masks"))["seed"]
+
+
+def test_train_jobs_read_their_own_run_length_only():
+    raw = validate(yaml.safe_load(open("config/demo.yaml", encoding="utf-8")))
+    longer = {**raw, "training": {**raw["training"], "foundation_steps": raw["training"]["steps"] * 3}}
+    variant = raw["variants"][0]["name"]
+    assert section_values(raw, f"train.{variant}") == section_values(longer, f"train.{variant}")
+    foundation = Sections("train.foundation", section_values(longer, "train.foundation"))["training"]
+    assert foundation.steps == raw["training"]["steps"] * 3 and foundation.foundation_steps is None
+    with pytest.raises(Exception, match="needs training.foundation_steps"):
+        section_values({**raw, "training": {**raw["training"], "foundation_steps": None}}, "train.foundation")

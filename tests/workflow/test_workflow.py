@@ -158,6 +158,7 @@ CHANGES = [
     ("sampling.steps", 2, {"synthesize", "denoise", "anomaly"}, {"fetch", "masks", "preprocess", "train", "probe_precision"}),
     ("anomaly.timestep", 900, {"anomaly", "evaluate_anomaly", "anomaly_table"},
      {"fetch", "preprocess", "train", "synthesize", "denoise"}),
+    ("training.foundation_steps", 11, {"train_foundation", "synthesize"}, {"train", "preprocess"}),
 ]
 
 
