@@ -31,7 +31,7 @@ from meddiff.config import ModelConfig, SamplingConfig, Window
 from meddiff.data.intensity import unit_to_hu
 from meddiff.diffusion.checkpoint import LoadedModel, load_model
 from meddiff.diffusion.samplers import make_sampling_scheduler, sample_volume
-from meddiff.diffusion.sliding_window import DEFAULT_BLEND, SlidingWindowPlan
+from meddiff.diffusion.sliding_window import SlidingWindowPlan
 from meddiff.labels import BODY, REGIONS
 from meddiff.models.network import MedDiffUNet
 
@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--overlap", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=4, help="windows per network call")
-    p.add_argument("--blend", choices=["gaussian", "constant"], default=DEFAULT_BLEND)
+    p.add_argument("--blend", choices=["gaussian", "constant"], default="gaussian", help="sampling.blend (the schema default is gaussian)")
     p.add_argument("--timing-steps", type=int, default=5, help="repeats of the overhead measurement")
     p.add_argument("--ddim-steps", type=int, default=10)
     p.add_argument("--skip-compare", action="store_true", help="only the overhead measurement")
@@ -112,7 +112,7 @@ def overhead(
     region: str = "abdomen",
     overlap: float = 0.5,
     batch_size: int = 4,
-    blend: str = DEFAULT_BLEND,
+    blend: str,
     timing_steps: int = 5,
     ddim_steps: int = 10,
     seed: int = 0,
@@ -193,7 +193,7 @@ def compare(
     ddim_steps: int = 10,
     overlap: float = 0.5,
     batch_size: int = 4,
-    blend: str = DEFAULT_BLEND,
+    blend: str,
     seed: int = 0,
     device: str = "cpu",
 ) -> dict:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from meddiff.config import SamplingConfig
 from meddiff.diffusion.precision import PrecisionChoice, choose_precision, conv_screen, forward_fn
 from meddiff.diffusion.schedule import check_prediction, make_scheduler
-from meddiff.diffusion.sliding_window import DEFAULT_BLEND, SlidingWindowPlan
+from meddiff.diffusion.sliding_window import SlidingWindowPlan
 from meddiff.errors import ConfigError
 from meddiff.labels import NULL_LABEL, REGIONS
 from meddiff.models.position_encoding import crop_coordinates

@@ -37,9 +37,6 @@ from meddiff.diffusion.precision import autocast, check_precision
 from meddiff.labels import NULL_LABEL
 from meddiff.models.position_encoding import crop_coordinates
 
-DEFAULT_BLEND = "gaussian"
-"""How overlapping windows' estimates are combined: "gaussian" or "constant" (plain mean); see module docstring."""
-
 
 def window_starts(size: int, patch: int, overlap: float) -> list[int]:
     """First voxel of each window along one axis.
@@ -93,7 +90,7 @@ class SlidingWindowPlan:
         anatomy: (Z, Y, X) or (1, Z, Y, X) integer labels in 0..NULL_LABEL (c_a), numpy or torch.
         region: index of the region class into :data:`meddiff.labels.REGIONS` (c_r).
         device: where the network runs.
-        blend: "gaussian" (weighted mean, default) or "constant" (plain mean of [51]).
+        blend: "gaussian" (weighted mean) or "constant" (plain mean of [51]) (``sampling.blend``).
         sigma_scale: Gaussian sigma as a fraction of the patch size (MONAI's default 0.125).
         precision: "fp32" or "bf16" (autocast of the network calls; :mod:`meddiff.diffusion.precision`).
     """
@@ -107,9 +104,9 @@ class SlidingWindowPlan:
         region: int,
         device: str | torch.device,
         *,
-        blend: str = DEFAULT_BLEND,
+        blend: str,
         sigma_scale: float = 0.125,
-        precision: str = "fp32",
+        precision: str,
     ):
         self.volume_shape = tuple(int(n) for n in volume_shape)
         self.patch_size = tuple(int(p) for p in patch_size)
@@ -226,8 +223,8 @@ def sliding_window_eps(
     patch_size: Sequence[int],
     overlap: float,
     batch_size: int,
-    blend: str = DEFAULT_BLEND,
-    precision: str = "fp32",
+    blend: str,
+    precision: str,
 ) -> torch.Tensor:
     """Whole-volume noise estimate: the per-voxel mean over overlapping windows (paper 3.3, [51]).
 
@@ -243,7 +240,7 @@ def sliding_window_eps(
         patch_size: (pz, py, px) window size (the network's patch).
         overlap: fraction of the patch shared by neighbouring windows.
         batch_size: windows per network call.
-        blend: "gaussian" (weighted mean, default) or "constant" (plain mean).
+        blend: "gaussian" (weighted mean) or "constant" (plain mean) (``sampling.blend``).
         precision: "fp32" or "bf16" autocast of the network calls.
 
     Returns:

@@ -95,7 +95,7 @@ def anomaly_map(
     timestep: int,
     seed: int,
     name: str = "image",
-    remove_organ_offset: bool = False,
+    remove_organ_offset: bool,
 ) -> np.ndarray:
     """Anomaly map Ano_map = |x̃_0 − x̃′_0| of one volume (paper 3.4.2).
 

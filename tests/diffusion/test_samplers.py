@@ -15,6 +15,8 @@ from meddiff.diffusion.sliding_window import SlidingWindowPlan
 from meddiff.errors import ConfigError
 from meddiff.labels import NULL_LABEL, REGIONS
 
+BLEND_FP32 = {"blend": "gaussian", "precision": "fp32"}  # sampling.blend / precision as in the schema defaults
+
 PATCH = (16, 16, 16)
 SHAPE = (20, 24, 18)  # larger than the patch along every axis: several windows
 
@@ -100,7 +102,7 @@ def test_ddim_follows_the_trajectory_of_a_known_image_and_noise(error, tolerance
     scheduler = make_sampling_scheduler("ddim", 1000, "cosine", 10, "epsilon")
     ab = scheduler.alphas_cumprod[scheduler.timesteps[0]]
     x_t = (ab.sqrt() * x0 + (1 - ab).sqrt() * noise)[None, None]
-    plan = SlidingWindowPlan(SHAPE, PATCH, 0.5, np.zeros(SHAPE, np.uint8), 0, "cpu")
+    plan = SlidingWindowPlan(SHAPE, PATCH, 0.5, np.zeros(SHAPE, np.uint8), 0, "cpu", **BLEND_FP32)
     out = reverse_diffusion(NoiseOracle(wrong), plan, scheduler, x_t, batch_size=4)
     err = (out[0, 0] - x0).abs()
     assert (err.max() if error == 0 else err.mean()) < tolerance
@@ -112,7 +114,7 @@ def test_sampler_with_an_x0_oracle_recovers_x0(sampler, T, steps, prediction):
     x0 = smooth_volume(SHAPE, seed=1)
     scheduler = make_sampling_scheduler(sampler, T, "cosine", steps, "epsilon")
     oracle = X0Oracle(x0, scheduler.alphas_cumprod, prediction)
-    sampling = SamplingConfig(sampler=sampler, steps=steps, overlap=0.5, patch_batch_size=3, blend="gaussian", precision="fp32")
+    sampling = SamplingConfig(sampler=sampler, steps=steps, overlap=0.5, patch_batch_size=3, **BLEND_FP32)
     out = sample_volume(
         loaded(oracle, T, prediction),
         np.zeros(SHAPE, np.uint8),
@@ -128,7 +130,7 @@ def test_sampler_with_an_x0_oracle_recovers_x0(sampler, T, steps, prediction):
 
 @pytest.mark.parametrize("sampler, steps", [("ddim", 4), ("ddpm", 50)])
 def test_same_seed_same_volume_other_seed_other_volume(sampler, steps):
-    sampling = SamplingConfig(sampler=sampler, steps=steps, overlap=0.25, patch_batch_size=4, blend="gaussian", precision="fp32")
+    sampling = SamplingConfig(sampler=sampler, steps=steps, overlap=0.25, patch_batch_size=4, **BLEND_FP32)
     anatomy = np.zeros((16, 18, 16), np.uint8)
     run = lambda seed: sample_volume(loaded(Spy()), anatomy, "han", sampling=sampling, seed=seed, device="cpu")
     a, b, c = run(7), run(7), run(8)
@@ -141,7 +143,7 @@ def test_same_seed_same_volume_other_seed_other_volume(sampler, steps):
 def test_network_gets_the_anatomy_map_or_the_null_label_and_the_region(unconditional):
     anatomy = np.random.default_rng(0).integers(0, 119, (16, 16, 16)).astype(np.uint8)
     spy = Spy()
-    sampling = SamplingConfig(sampler="ddim", steps=2, overlap=0.5, patch_batch_size=4, blend="gaussian", precision="fp32")
+    sampling = SamplingConfig(sampler="ddim", steps=2, overlap=0.5, patch_batch_size=4, **BLEND_FP32)
     sample_volume(loaded(spy), anatomy, "chest", sampling=sampling, seed=0, device="cpu", unconditional=unconditional)
     assert len(spy.anatomy) == 2  # one window per step
     expected = np.full_like(anatomy, NULL_LABEL) if unconditional else anatomy

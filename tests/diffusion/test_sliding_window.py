@@ -11,10 +11,12 @@ from tiny_network import TINY_MODEL
 
 from meddiff.diffusion.samplers import make_sampling_scheduler, reverse_diffusion
 from meddiff.diffusion.schedule import make_scheduler
-from meddiff.diffusion.sliding_window import DEFAULT_BLEND, SlidingWindowPlan, sliding_window_eps, window_starts
+from meddiff.diffusion.sliding_window import SlidingWindowPlan, sliding_window_eps, window_starts
 from meddiff.labels import NULL_LABEL
 from meddiff.models.network import MedDiffUNet
 from meddiff.models.position_encoding import crop_coordinates
+
+BLEND_FP32 = {"blend": "gaussian", "precision": "fp32"}  # sampling.blend / precision as in the schema defaults
 
 PATCH = (16, 16, 16)
 TINY = TINY_MODEL
@@ -84,7 +86,7 @@ def test_windows_cover_the_axis_with_the_configured_stride(size, overlap):
 
 def test_each_window_gets_its_whole_volume_coordinates():
     shape = (37, 21, 40)
-    plan = SlidingWindowPlan(shape, PATCH, 0.5, np.zeros(shape, np.uint8), 0, "cpu")
+    plan = SlidingWindowPlan(shape, PATCH, 0.5, np.zeros(shape, np.uint8), 0, "cpu", **BLEND_FP32)
     for i, start in enumerate(plan.starts):
         expected = crop_coordinates(shape, start, PATCH, PATCH)
         torch.testing.assert_close(plan.window_coordinates(i), expected, atol=1e-6, rtol=0)
@@ -101,7 +103,7 @@ def test_volume_of_one_patch_equals_a_single_network_call():
     coords = crop_coordinates(PATCH, (0, 0, 0), PATCH, PATCH)[None]
     with torch.no_grad():
         direct = net(x_t, torch.tensor([321]), anatomy, torch.tensor([2]), coords)
-    windowed = sliding_window_eps(net, x_t, 321, anatomy, 2, patch_size=PATCH, overlap=0.5, batch_size=4)
+    windowed = sliding_window_eps(net, x_t, 321, anatomy, 2, patch_size=PATCH, overlap=0.5, batch_size=4, **BLEND_FP32)
     assert direct.abs().mean() > 1e-3
     torch.testing.assert_close(windowed, direct)
 
@@ -111,7 +113,7 @@ def test_volume_of_one_patch_equals_a_single_network_call():
 def test_averaging_is_exact_for_a_function_of_position(axis, blend):
     shape = (37, 21, 40)
     x_t = torch.zeros((1, 1, *shape))
-    plan = SlidingWindowPlan(shape, PATCH, 0.5, np.zeros(shape, np.uint8), 0, "cpu", blend=blend)
+    plan = SlidingWindowPlan(shape, PATCH, 0.5, np.zeros(shape, np.uint8), 0, "cpu", blend=blend, precision="fp32")
     probe = Probe(axis)
     eps = plan.eps(probe, x_t, 10, batch_size=3)
     whole = crop_coordinates(shape, (0, 0, 0), shape, shape)["zyx".index(axis)]
@@ -125,7 +127,7 @@ def test_windows_receive_their_anatomy_crop_region_and_timestep():
     gen = torch.Generator().manual_seed(0)
     anatomy = torch.randint(0, NULL_LABEL + 1, shape, generator=gen)
     x_t = torch.randn((1, 1, *shape), generator=gen)
-    plan = SlidingWindowPlan(shape, PATCH, 0.25, anatomy, 1, "cpu")
+    plan = SlidingWindowPlan(shape, PATCH, 0.25, anatomy, 1, "cpu", **BLEND_FP32)
     torch.testing.assert_close(plan.eps(Probe("anatomy"), x_t, 7, 4)[0, 0], anatomy.float())
     torch.testing.assert_close(plan.eps(Probe("region"), x_t, 7, 4), torch.ones_like(x_t))
     torch.testing.assert_close(plan.eps(Probe("t"), x_t, 7, 4), torch.full_like(x_t, 7.0))
@@ -137,21 +139,21 @@ def test_volume_smaller_than_the_patch_is_padded_and_cropped_back():
     gen = torch.Generator().manual_seed(0)
     x_t = torch.randn((1, 1, *shape), generator=gen)
     anatomy = torch.randint(0, 119, (1, *shape), generator=gen)
-    eps = sliding_window_eps(Probe("x_t"), x_t, 5, anatomy, 0, patch_size=PATCH, overlap=0.5, batch_size=2)
+    eps = sliding_window_eps(Probe("x_t"), x_t, 5, anatomy, 0, patch_size=PATCH, overlap=0.5, batch_size=2, **BLEND_FP32)
     assert eps.shape == x_t.shape
     torch.testing.assert_close(eps, x_t)
-    z = sliding_window_eps(Probe("z"), x_t, 5, anatomy, 0, patch_size=PATCH, overlap=0.5, batch_size=2)
+    z = sliding_window_eps(Probe("z"), x_t, 5, anatomy, 0, patch_size=PATCH, overlap=0.5, batch_size=2, **BLEND_FP32)
     torch.testing.assert_close(z[0, 0, :, 0, 0], torch.linspace(-1, 1, 10), atol=1e-6, rtol=0)
-    a = sliding_window_eps(Probe("anatomy"), x_t, 5, anatomy, 0, patch_size=PATCH, overlap=0.5, batch_size=2)
+    a = sliding_window_eps(Probe("anatomy"), x_t, 5, anatomy, 0, patch_size=PATCH, overlap=0.5, batch_size=2, **BLEND_FP32)
     torch.testing.assert_close(a[0, 0], anatomy[0].float())
 
 
 def test_wrong_shapes_are_rejected():
-    plan = SlidingWindowPlan((20, 20, 20), PATCH, 0.5, np.zeros((20, 20, 20), np.uint8), 0, "cpu")
+    plan = SlidingWindowPlan((20, 20, 20), PATCH, 0.5, np.zeros((20, 20, 20), np.uint8), 0, "cpu", **BLEND_FP32)
     with pytest.raises(ValueError, match="x_t has shape"):
         plan.eps(Probe("x_t"), torch.zeros(1, 1, 20, 20, 19), 0, 2)
     with pytest.raises(ValueError, match="anatomy has shape"):
-        SlidingWindowPlan((20, 20, 20), PATCH, 0.5, np.zeros((20, 20, 19), np.uint8), 0, "cpu")
+        SlidingWindowPlan((20, 20, 20), PATCH, 0.5, np.zeros((20, 20, 19), np.uint8), 0, "cpu", **BLEND_FP32)
 
 
 # ------------------------------------------------------------------------------------------------ no seams
@@ -232,7 +234,7 @@ def seam_ratio(smooth_denoiser):
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             scheduler = make_sampling_scheduler("ddim", 1000, "cosine", 10, "epsilon")
-            plan = SlidingWindowPlan(shape, PATCH, overlap, np.zeros(shape, np.uint8), 0, "cpu", blend=blend)
+            plan = SlidingWindowPlan(shape, PATCH, overlap, np.zeros(shape, np.uint8), 0, "cpu", blend=blend, precision="fp32")
             x_T = torch.randn((1, 1, *shape), generator=torch.Generator().manual_seed(0))
             volume = reverse_diffusion(smooth_denoiser, plan, scheduler, x_T, batch_size=16)[0, 0].numpy()
             torch.set_num_threads(threads)
@@ -245,7 +247,7 @@ def seam_ratio(smooth_denoiser):
 
 @pytest.mark.slow
 def test_sampled_volume_has_no_seams_at_window_borders(seam_ratio):
-    assert 0.9 < seam_ratio((40, 40, 40), 0.5, DEFAULT_BLEND) < 1.1
+    assert 0.9 < seam_ratio((40, 40, 40), 0.5, "gaussian") < 1.1
 
 
 @pytest.mark.slow

@@ -66,10 +66,10 @@ def test_true_noise_gives_a_zero_map():
     _, image, labels, _ = _phantom_liver(0, lesion=True)
     organ = organ_mask_from_labels(labels, [LIVER])
     noise = torch.randn((1, 1, *image.shape), generator=torch.Generator().manual_seed(7))
-    amap = anomaly_map(lambda x_t, t: noise, image, organ, ALPHAS, timestep=950, seed=7)
+    amap = anomaly_map(lambda x_t, t: noise, image, organ, ALPHAS, timestep=950, seed=7, remove_organ_offset=False)
     assert amap.shape == image.shape and amap.dtype == np.float32
     assert np.abs(amap).max() < 1e-3
-    wrong_seed = anomaly_map(lambda x_t, t: noise, image, organ, ALPHAS, timestep=950, seed=8)
+    wrong_seed = anomaly_map(lambda x_t, t: noise, image, organ, ALPHAS, timestep=950, seed=8, remove_organ_offset=False)
     assert wrong_seed[organ].mean() > 0.1
 
 
@@ -80,7 +80,7 @@ def test_removing_the_organ_offset_keeps_the_lesion_and_drops_a_brightness_error
     organ = organ_mask_from_labels(labels, [LIVER])
     darker = _masked(np.where(organ, healthy - 0.2, healthy), organ)
     eps_fn = _oracle_eps_fn(darker, 0.0, seed=0)
-    plain = anomaly_map(eps_fn, image, organ, ALPHAS, timestep=950, seed=2)
+    plain = anomaly_map(eps_fn, image, organ, ALPHAS, timestep=950, seed=2, remove_organ_offset=False)
     fixed = anomaly_map(eps_fn, image, organ, ALPHAS, timestep=950, seed=2, remove_organ_offset=True)
     assert plain[organ & ~lesion].min() > 0.19
     np.testing.assert_allclose(fixed, np.where(organ, np.abs(image - healthy), 0.0), atol=2e-3)
@@ -96,7 +96,7 @@ def test_model_sees_the_masked_image_noised_at_the_fixed_timestep():
         seen["x_t"], seen["t"] = x_t.clone(), t
         return torch.zeros_like(x_t)
 
-    amap = anomaly_map(recording_eps, image, organ, ALPHAS, timestep=950, seed=3)
+    amap = anomaly_map(recording_eps, image, organ, ALPHAS, timestep=950, seed=3, remove_organ_offset=False)
     assert seen["t"] == 950
     a = float(ALPHAS[950])
     noise = torch.randn((1, 1, *image.shape), generator=torch.Generator().manual_seed(3))
@@ -113,9 +113,9 @@ def test_same_seed_same_map():
     _, image, labels, _ = _phantom_liver(2, lesion=False)
     organ = organ_mask_from_labels(labels, [LIVER])
     zero = lambda x_t, t: torch.zeros_like(x_t)  # noqa: E731
-    a = anomaly_map(zero, image, organ, ALPHAS, timestep=900, seed=5)
-    np.testing.assert_array_equal(a, anomaly_map(zero, image, organ, ALPHAS, timestep=900, seed=5))
-    assert not np.array_equal(a, anomaly_map(zero, image, organ, ALPHAS, timestep=900, seed=6))
+    a = anomaly_map(zero, image, organ, ALPHAS, timestep=900, seed=5, remove_organ_offset=False)
+    np.testing.assert_array_equal(a, anomaly_map(zero, image, organ, ALPHAS, timestep=900, seed=5, remove_organ_offset=False))
+    assert not np.array_equal(a, anomaly_map(zero, image, organ, ALPHAS, timestep=900, seed=6, remove_organ_offset=False))
 
 
 def test_bad_inputs_are_rejected_with_clear_errors():
@@ -123,13 +123,13 @@ def test_bad_inputs_are_rejected_with_clear_errors():
     organ = organ_mask_from_labels(labels, [LIVER])
     zero = lambda x_t, t: torch.zeros_like(x_t)  # noqa: E731
     with pytest.raises(GeometryError, match="case7.*organ mask shape"):
-        anomaly_map(zero, image, organ[:, :-1], ALPHAS, timestep=950, seed=0, name="case7")
+        anomaly_map(zero, image, organ[:, :-1], ALPHAS, timestep=950, seed=0, name="case7", remove_organ_offset=False)
     with pytest.raises(InputImageError, match="organ mask is empty"):
-        anomaly_map(zero, image, np.zeros_like(organ), ALPHAS, timestep=950, seed=0)
+        anomaly_map(zero, image, np.zeros_like(organ), ALPHAS, timestep=950, seed=0, remove_organ_offset=False)
     with pytest.raises(InputImageError, match=r"outside \[-1, 1\]"):
-        anomaly_map(zero, image * 500, organ, ALPHAS, timestep=950, seed=0)  # HU passed by mistake
+        anomaly_map(zero, image * 500, organ, ALPHAS, timestep=950, seed=0, remove_organ_offset=False)  # HU passed by mistake
     with pytest.raises(ConfigError, match="anomaly.timestep"):
-        anomaly_map(zero, image, organ, ALPHAS, timestep=1000, seed=0)
+        anomaly_map(zero, image, organ, ALPHAS, timestep=1000, seed=0, remove_organ_offset=False)
 
 
 def test_organ_mask_fills_an_unlabelled_tumour_and_anatomy_is_organ_in_air():
@@ -170,7 +170,7 @@ def _oracle_map_fn(healthy: dict, error_std: float, reconstruct_lesion: bool = F
         organ = organ_mask_from_labels(case.labels, [LIVER])
         target = case.image if reconstruct_lesion else healthy[case.case]
         eps_fn = _oracle_eps_fn(_masked(target, organ), error_std, seed)
-        return anomaly_map(eps_fn, case.image, organ, ALPHAS, timestep=CFG.timestep, seed=seed, name=case.case)
+        return anomaly_map(eps_fn, case.image, organ, ALPHAS, timestep=CFG.timestep, seed=seed, name=case.case, remove_organ_offset=False)
 
     return map_fn
 
