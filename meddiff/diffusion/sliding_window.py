@@ -93,6 +93,8 @@ class SlidingWindowPlan:
         blend: "gaussian" (weighted mean) or "constant" (plain mean of [51]) (``sampling.blend``).
         sigma_scale: Gaussian sigma as a fraction of the patch size (MONAI's default 0.125).
         precision: "fp32" or "bf16" (autocast of the network calls; :mod:`meddiff.diffusion.precision`).
+        control: optional (1, Cc, Z, Y, X) ControlNet condition (an upsampled thick volume, a lesion mask),
+            cropped per window like x_t and passed to the network as ``control=``.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class SlidingWindowPlan:
         blend: str,
         sigma_scale: float = 0.125,
         precision: str,
+        control: torch.Tensor | None = None,
     ):
         self.volume_shape = tuple(int(n) for n in volume_shape)
         self.patch_size = tuple(int(p) for p in patch_size)
@@ -135,6 +138,11 @@ class SlidingWindowPlan:
             raise ValueError(f"anatomy labels must be in 0..{NULL_LABEL}, got {int(labels.min())}..{int(labels.max())}")
         # uint8 holds 0..NULL_LABEL (119) at an eighth of int64's memory; batches are widened on the fly.
         self._anatomy = self.pad(labels.to(self.device, torch.uint8)[None])[0]
+        self._control = None
+        if control is not None:  # ControlNet condition (1, Cc, Z, Y, X): cropped like x_t, passed as control=
+            if control.dim() != 5 or control.shape[0] != 1 or tuple(control.shape[2:]) != self.volume_shape:
+                raise ValueError(f"control has shape {tuple(control.shape)}, expected (1, Cc, *{self.volume_shape})")
+            self._control = self.pad(control.to(self.device, torch.float32))
         # Slicing this one grid gives exactly each window's crop_coordinates(volume_shape, start, patch,
         # patch) (a linear grid with step 2 / (N - 1)), without storing a copy per window.
         self._coords = crop_coordinates(self.volume_shape, (0, 0, 0), self.padded_shape, self.padded_shape).to(
@@ -184,11 +192,16 @@ class SlidingWindowPlan:
         region = torch.full((b,), self.region, dtype=torch.long, device=self.device)
         return x, t, anatomy, region, coords
 
+    def window_control(self, indices: Sequence[int]) -> torch.Tensor:
+        """(B, Cc, p...) crops of the plan's control condition for some windows."""
+        return torch.stack([self._control[(0, slice(None), *self._slices[i])] for i in indices])
+
     def eps(self, network: nn.Module, x_t: torch.Tensor, timestep: int, batch_size: int) -> torch.Tensor:
         """Per-voxel (weighted) mean of the windows' noise estimates ε_θ(x_t, t, p_e, c_r, c_a) (eq. 3, Fig. 4).
 
         Args:
-            network: ε-prediction network, called as ``network(x_t, t, anatomy, region, coords)``.
+            network: ε-prediction network, called as ``network(x_t, t, anatomy, region, coords)``, with
+                ``control=`` (B, Cc, p...) crops as well when the plan has a control condition (ControlNet).
             x_t: (1, 1, Z, Y, X) noisy volume on ``device`` (or already (1, 1, *padded_shape)).
             timestep: diffusion step t.
             batch_size: windows per network call.
@@ -203,7 +216,8 @@ class SlidingWindowPlan:
         total = torch.zeros((1, 1, *self.padded_shape), device=self.device, dtype=torch.float32)
         with torch.no_grad(), autocast(self.precision, self.device):
             for indices in self.batches(batch_size):
-                out = network(*self.window_batch(x_padded, timestep, indices)).float() * self._weight
+                extra = {} if self._control is None else {"control": self.window_control(indices)}
+                out = network(*self.window_batch(x_padded, timestep, indices), **extra).float() * self._weight
                 for k, i in enumerate(indices):
                     total[(0, slice(None), *self._slices[i])] += out[k]
         mean = total * self._inv_norm

@@ -265,3 +265,22 @@ def test_plain_mean_reduces_seams_against_tiles(seam_ratio):
     tiled = seam_ratio((48, 48, 48), 0.0, "constant")
     print(f"seam ratio: gaussian {gaussian:.3f}, plain mean {plain:.3f}, tiles {tiled:.3f}")
     assert gaussian < plain < tiled
+
+
+class ControlProbe(nn.Module):
+    """Returns channel 1 of its control crop: each window must get the control where its x_t crop lies."""
+
+    def forward(self, x_t, timesteps, anatomy, region, coords, control):
+        assert control.shape[0] == x_t.shape[0] and control.shape[2:] == x_t.shape[2:]
+        return control[:, 1:2]
+
+
+def test_control_is_cropped_with_each_window():
+    shape = (20, 24, 18)
+    control = torch.rand((1, 2, *shape), generator=torch.Generator().manual_seed(0))
+    plan = SlidingWindowPlan(shape, PATCH, 0.5, np.zeros(shape, np.uint8), 0, "cpu", control=control, **BLEND_FP32)
+    eps = plan.eps(ControlProbe(), torch.zeros((1, 1, *shape)), 5, batch_size=3)
+    torch.testing.assert_close(eps, control[:, 1:2])
+    with pytest.raises(ValueError, match="control has shape"):
+        SlidingWindowPlan(shape, PATCH, 0.5, np.zeros(shape, np.uint8), 0, "cpu", control=control[..., :-1],
+                          **BLEND_FP32)  # fmt: skip
