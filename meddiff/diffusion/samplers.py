@@ -139,6 +139,7 @@ def sample_volume(
     seed: int,
     device: str | torch.device,
     unconditional: bool = False,
+    control: np.ndarray | None = None,
 ) -> np.ndarray:
     """Synthesise a whole CT volume of the anatomy map's size (paper 3.4, Fig. 4).
 
@@ -154,6 +155,7 @@ def sample_volume(
         seed: RNG seed of x_T and of DDPM's step noise.
         device: where the network runs.
         unconditional: replace the anatomy by ``NULL_LABEL`` everywhere (no anatomy given).
+        control: optional (Cc, Z, Y, X) ControlNet condition (e.g. the lesion mask), for a fine-tuned network.
 
     Returns:
         (Z, Y, X) float32 volume in [-1, 1].
@@ -177,6 +179,7 @@ def sample_volume(
         labels.shape, patch, sampling.overlap, labels, REGIONS.index(region), device,
         blend=sampling.blend,
         precision=sampling.precision,
+        control=None if control is None else torch.as_tensor(np.asarray(control, dtype=np.float32))[None],
     )
 
     cpu_gen = torch.Generator().manual_seed(seed)

@@ -166,3 +166,29 @@ def test_bad_settings_are_rejected():
         sample_volume(
             loaded(Spy()), anatomy + 200, "han", sampling=SamplingConfig("ddim", 2, 0.5, 4, "gaussian", "fp32"), seed=0, device="cpu"
         )
+
+
+class ControlSpy(Spy):
+    """A Spy of a fine-tuned (ControlNet) network: records the control crops too."""
+
+    def __init__(self):
+        super().__init__()
+        self.control: list[torch.Tensor] = []
+
+    def forward(self, x_t, timesteps, anatomy, region, coords, control):
+        self.control.append(control.clone())
+        return 0.1 * x_t + control
+
+
+def test_the_control_condition_reaches_the_network():
+    anatomy = np.zeros((16, 16, 16), np.uint8)
+    lesion = np.zeros((1, 16, 16, 16), np.float32)
+    lesion[0, 4:9, 5:10, 6:12] = 1.0
+    sampling = SamplingConfig(sampler="ddim", steps=2, overlap=0.5, patch_batch_size=4, **BLEND_FP32)
+    spy = ControlSpy()
+    with_lesion = sample_volume(loaded(spy), anatomy, "abdomen", sampling=sampling, seed=0, device="cpu",
+                                control=lesion)  # fmt: skip
+    assert len(spy.control) == 2 and all(torch.equal(c[0], torch.from_numpy(lesion)) for c in spy.control)
+    without = sample_volume(loaded(ControlSpy()), anatomy, "abdomen", sampling=sampling, seed=0, device="cpu",
+                            control=np.zeros_like(lesion))  # fmt: skip
+    assert not np.array_equal(with_lesion, without)
