@@ -53,7 +53,8 @@ def cmd_preprocess(args) -> None:
     from meddiff.data.registry import load_registry
 
     s = _settings(args)
-    regions = args.region or list(load_registry(s["data.registry"])[args.dataset].regions)
+    spec = load_registry(s["data.registry"])[args.dataset]
+    regions = args.region or list(spec.regions)
     preprocess_case(
         Path(args.image),
         Path(args.mask),
@@ -63,6 +64,7 @@ def cmd_preprocess(args) -> None:
         regions=regions,
         cfg=s["preprocess"],
         lesion_path=Path(args.lesion) if args.lesion else None,
+        lesion_dataset="lesion" in spec.tasks,
     )
 
 

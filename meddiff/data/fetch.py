@@ -214,6 +214,7 @@ def _phantom_settings(phantom: PhantomConfig, seed: int) -> dict:
         "lesion_fraction": phantom.lesion_fraction,
         "spacing_jitter": phantom.spacing_jitter,
         "seed": seed,
+        "layout": 2,  # 2: healthy cases have no lesion file (1 wrote all-zero ones); a new layout regenerates
     }
 
 

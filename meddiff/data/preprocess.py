@@ -123,6 +123,7 @@ def preprocess_case(
     regions: list[str],
     cfg: PreprocessConfig,
     lesion_path: str | Path | None = None,
+    lesion_dataset: bool = False,
 ) -> list[dict]:
     """Validate, reorient, resample, crop and window one case; write its cache folder ``out_dir`` atomically.
 
@@ -134,6 +135,8 @@ def preprocess_case(
         regions: ``["wholebody"]`` to split by landmarks, or the one region the dataset covers.
         cfg: target spacing, interpolation, per-region windows, minimum region extent.
         lesion_path: optional lesion mask (uint8 values) on the same grid.
+        lesion_dataset: the dataset serves the lesion tasks, so an all-zero lesion mask is a broken case
+            (refused); elsewhere (e.g. AutoPET's negative controls) it means "no lesion" and is dropped.
 
     Returns:
         One metadata dict per written region (the contents of ``<region>_meta.json``).
@@ -151,6 +154,12 @@ def preprocess_case(
     check_ct(image, image_path)
     mask = _read_label(mask_path, image, image_path, max_label=NUM_CLASSES - 1)
     lesion = _read_label(lesion_path, image, image_path, max_label=255) if lesion_path else None
+    if lesion is not None and not sitk.GetArrayViewFromImage(lesion).any():
+        if lesion_dataset:
+            raise InputImageError(f"{lesion_path}: empty lesion mask (no voxel > 0) in a lesion dataset; a case "
+                                  "without lesions must have no lesion file")  # fmt: skip
+        log.info("%s: empty lesion mask: case %s has no lesion", lesion_path, case)
+        lesion, lesion_path = None, None
 
     ref = canonical_grid(image, cfg.spacing_mm)
     hu = sitk.GetArrayFromImage(

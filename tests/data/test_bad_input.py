@@ -176,3 +176,18 @@ def test_missing_input_file(tmp_path, out, good, run):
 def test_missing_mask_file(tmp_path, out, good):
     bad = tmp_path / "no_mask.nii.gz"
     _expect_failure(lambda: _run_preprocess(good[0], good, out, mask=bad), bad, "file not found", out)
+
+
+def test_empty_lesion_mask_is_refused_in_a_lesion_dataset_and_means_healthy_elsewhere(tmp_path, good):
+    image, mask = good
+    empty = tmp_path / "lesion.nii.gz"
+    ref = sitk.ReadImage(str(image))
+    write_nifti(np.zeros(sitk.GetArrayFromImage(ref).shape, np.uint8), empty, spacing=ref.GetSpacing(),
+                origin=ref.GetOrigin())  # fmt: skip
+    out = tmp_path / "out"
+    out.mkdir()
+    run = lambda lesion_dataset: preprocess_case(image, mask, out / "case", case="c", dataset="d", regions=["chest"],
+                                                 cfg=PRE, lesion_path=empty, lesion_dataset=lesion_dataset)  # noqa: E731
+    _expect_failure(lambda: run(True), empty, r"empty lesion mask \(no voxel > 0\) in a lesion dataset", out)
+    (meta,) = run(False)  # e.g. AutoPET's negative controls: no lesion
+    assert meta["source_lesion"] is None and not list((out / "case").glob("*_lesion.npy"))

@@ -157,6 +157,15 @@ def lesion_other_grid(folder: Path) -> Path:
     return folder / "lesions" / f"{CASE}.nii.gz"
 
 
+def empty_lesion_mask(folder: Path) -> Path:
+    """A lesion dataset's case whose lesion file holds no lesion (a healthy case must have no lesion file)."""
+    img = sitk.ReadImage(str(folder / "images" / f"{CASE}.nii.gz"))
+    (folder / "lesions").mkdir(exist_ok=True)
+    path = folder / "lesions" / f"{CASE}.nii.gz"
+    sitk.WriteImage(_with_array(img, np.zeros(sitk.GetArrayFromImage(img).shape, np.uint8)), str(path))
+    return path
+
+
 def mixed_dicom_series(folder: Path) -> Path:
     """The case is a DICOM folder holding two full series of the same study (e.g. two doses)."""
     img = sitk.ReadImage(str(folder / "images" / f"{CASE}.nii.gz"))
@@ -195,9 +204,11 @@ CASES = {
     "labels_above_118": (labels_above_118, "masks", r"label values must lie in 0\.\.118, found 0\.\.200"),
     "lesion_on_another_grid": (lesion_other_grid, "preprocess", r"voxel grid differs.*size"),
     "dicom_mixing_two_series": (mixed_dicom_series, "masks", r"folder mixes 2 DICOM series"),
+    "empty_lesion_mask": (empty_lesion_mask, "preprocess", r"empty lesion mask \(no voxel > 0\) in a lesion dataset"),
 }
 # registry fields that differ from CUSTOM for a case (a DICOM dataset lists series folders)
-REGISTRY = {"dicom_mixing_two_series": {"format": "dicom", "image_glob": "images/*"}}
+REGISTRY = {"dicom_mixing_two_series": {"format": "dicom", "image_glob": "images/*"},
+            "empty_lesion_mask": {"tasks": ["pretrain", "lesion"]}}
 
 
 def _registry(tmp_path: Path, **fields) -> Path:

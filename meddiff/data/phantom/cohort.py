@@ -268,10 +268,11 @@ def _write_case(
     out_dir: Path, case_id: str, region: str, case_seed: int, lesions: bool, jitter: bool
 ) -> dict[str, str]:
     case = generate_case(region, case_seed, lesions=lesions, spacing_jitter=jitter)
-    for sub, img in (("images", case.image), ("labels", case.labels), ("lesions", case.lesions)):
+    has = bool(sitk.GetArrayViewFromImage(case.lesions).any())
+    files = [("images", case.image), ("labels", case.labels)] + ([("lesions", case.lesions)] if has else [])
+    for sub, img in files:  # a healthy case has no lesion file, as in real lesion datasets
         with atomic_path(out_dir / sub / f"{case_id}.nii.gz") as tmp:
             sitk.WriteImage(img, str(tmp), useCompression=True)
-    has = bool(sitk.GetArrayViewFromImage(case.lesions).any())
     return {
         "case": case_id,
         "region": region,
@@ -293,7 +294,7 @@ def write_cohort(
     workers: int = 1,
 ) -> list[str]:
     """Write out_dir/images/<case>.nii.gz (HU), out_dir/labels/<case>.nii.gz (ground-truth anatomy),
-    out_dir/lesions/<case>.nii.gz and out_dir/cohort.tsv (case, region, has_lesions, size, spacing,
+    out_dir/lesions/<case>.nii.gz (cases with lesions only) and out_dir/cohort.tsv (case, region, has_lesions, size, spacing,
     orientation, contrast_phase). Case ids: ``phantom_<region>_<NNN>`` (NNN from 000). Every file is written
     atomically; the cohort is deterministic given ``seed`` (also with ``workers`` > 1 processes); whether a
     case has lesions is drawn with probability ``lesion_fraction``. Returns the case ids."""
