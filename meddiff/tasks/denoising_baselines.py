@@ -12,7 +12,9 @@ quarter-dose slices it returned about half the true std, which left both baselin
 Parameters (documented defaults of the libraries):
 - NLM: ``skimage.restoration.denoise_nl_means`` with ``patch_size=5``, ``patch_distance=6``,
   ``h=0.8 sigma``, ``sigma=sigma``, ``fast_mode=True`` (scikit-image's recommended setting when sigma is given);
-- BM3D: ``bm3d.bm3d(slice, sigma_psd=sigma)`` with the package's default (two-stage) profile.
+- BM3D: ``bm3d.bm3d(slice, sigma_psd=sigma)`` with the package's default (two-stage) profile, single-threaded:
+  with more threads its aggregation order changes between runs and so do the last digits of Table 5 (the
+  package says so; tests/workflow/test_determinism.py caught it).
 """
 
 from __future__ import annotations
@@ -100,5 +102,8 @@ def bm3d_denoise(low_hu: np.ndarray, *, sigma_hu: float, window: tuple[float, fl
     """
     sigma = _sigma01(sigma_hu, window)
     x = to_window01(low_hu, window)
-    out = np.stack([bm3d.bm3d(s, sigma_psd=sigma) for s in tqdm(x, desc="BM3D", unit="slice", disable=None)])
+    profile = bm3d.BM3DProfile()
+    profile.num_threads = 1  # deterministic (module docstring)
+    out = np.stack([bm3d.bm3d(s, sigma_psd=sigma, profile=profile)
+                    for s in tqdm(x, desc="BM3D", unit="slice", disable=None)])  # fmt: skip
     return from_window01(out, window)

@@ -95,13 +95,27 @@ def tiny_config(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
-def test_tiny_demo_runs_end_to_end(tmp_path):
-    config = tiny_config(tmp_path)
-    work = tmp_path / "work"
+def run_tiny_workflow(folder: Path, config: Path, *targets: str) -> tuple[Path, list[str]]:
+    """Run the workflow of ``config`` (to ``targets``, default all) in ``folder/work``: (work, common args)."""
+    work = folder / "work"
     work.mkdir()
     common = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(work), "--configfile", str(config)]
-    snakemake("--cores", "2", "--resources", "gpu=1", *common)
+    snakemake(*targets, "--cores", "2", "--resources", "gpu=1", *common)
+    return work, common
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, list[str], Path]:
+    """The tiny workflow run once end to end, shared by the tests that read its results: (work, args, config)."""
+    folder = tmp_path_factory.mktemp("tiny")
+    config = tiny_config(folder)
+    work, common = run_tiny_workflow(folder, config)
+    return work, common, config
+
+
+@pytest.mark.slow
+def test_tiny_demo_runs_end_to_end(tiny_run):
+    work, common, config = tiny_run
     results = work / "results" / "e2e"
     manifest = pd.read_csv(results / "manifest.csv")
     assert set(manifest["region"]) == {"han", "chest", "abdomen"}
