@@ -261,6 +261,121 @@ def cmd_report_anomaly(args) -> None:
     report_anomaly(Path(args.metrics), Path(args.examples), Path(args.results), _settings(args))
 
 
+# `meddiff finetune` tasks of the lesion condition -> how their network starts (Table 8's three rows)
+FINETUNE_STARTS = {"lesion": "foundation", "lesion_scratch": "scratch", "lesion_medddpm": "mask_concat"}
+
+
+def cmd_finetune(args) -> None:
+    import dataclasses
+
+    from meddiff.diffusion.precision import read_choice
+    from meddiff.diffusion.training import FineTuning, finetune
+
+    s = _settings(args, "finetune-sr" if args.task == "sr" else "finetune-lesion")
+    out = Path(args.out)
+    if out.name != "model":
+        raise MeddiffError(f"{out}: the model folder must be named 'model' (its parent keeps checkpoints and logs)")
+    f = s["finetune"]
+    training = dataclasses.replace(s["training"], steps=f.steps, lr=f.lr, checkpoint_every=f.checkpoint_every,
+                                   foundation_steps=None)  # fmt: skip
+    if args.task == "sr":
+        tuning = FineTuning(Path(args.foundation), "sr", s["super_resolution.thick_factor"], start="foundation")
+    else:
+        tuning = FineTuning(Path(args.foundation), "lesion", None, start=FINETUNE_STARTS[args.task])
+    finetune(Path(args.manifest), out.parent, tuning=tuning, training=training, seed=s["seed"], device=s.device(),
+             precision=read_choice(Path(args.precision), "training") if args.precision else None)  # fmt: skip
+
+
+def cmd_super_resolve(args) -> None:
+    from meddiff.tasks.super_resolution import run_super_resolution
+
+    s = _settings(args)
+    run_super_resolution(Path(args.model), Path(args.manifest), Path(args.out), cfg=s["super_resolution"],
+                         sampling=_sampling(s, args, Path(args.model)), device=s.device(), seed=s["seed"])  # fmt: skip
+
+
+def cmd_evaluate_super_resolution(args) -> None:
+    from meddiff.evaluation.super_resolution import evaluate_super_resolution
+
+    evaluate_super_resolution(Path(args.task), Path(args.out), trim=_settings(args)["super_resolution.trim_slices"])
+
+
+def cmd_report_super_resolution(args) -> None:
+    from meddiff.reporting.task_reports import report_super_resolution
+
+    report_super_resolution(Path(args.evaluation), Path(args.results), _settings(args))
+
+
+def cmd_train_judge(args) -> None:
+    import json
+
+    from meddiff.atomic import write_text
+    from meddiff.evaluation.lesion_generation import JUDGE_ID, train_judge
+
+    s = _settings(args)
+    folder = train_judge(Path(args.manifest), Path(args.root), dataset=s["lesions.dataset"], seed=s["seed"], dataset_id=JUDGE_ID,
+                         epochs=s["lesions.judge_epochs"], iterations_per_epoch=s["lesions.judge_iterations_per_epoch"],
+                         device=s.device())  # fmt: skip
+    write_text(args.out, json.dumps({"root": args.root, "dataset_id": JUDGE_ID, "model": str(folder),
+                                     "epochs": s["lesions.judge_epochs"],
+                                     "iterations_per_epoch": s["lesions.judge_iterations_per_epoch"]}, indent=2))
+
+
+def cmd_evaluate_lesions(args) -> None:
+    import json
+
+    from meddiff.evaluation.lesion_generation import evaluate_lesion_generation
+
+    s = _settings(args)
+    judge = json.loads(Path(args.judge).read_text())
+    evaluate_lesion_generation(Path(args.task), Path(args.manifest), Path(judge["root"]), Path(args.out),
+                               dataset_id=judge["dataset_id"], medicalnet_weights=s["evaluation.medicalnet_weights"],
+                               device=s.device())  # fmt: skip
+
+
+# Table 8's model rows (the paper's names) -> `meddiff finetune` task that trains them
+LESION_MODELS = {"Med-DDPM": "lesion_medddpm", "MedDiff-FM (from scratch)": "lesion_scratch",
+                 "MedDiff-FM (fine-tune)": "lesion"}  # fmt: skip
+
+
+def cmd_generate_lesions(args) -> None:
+    from meddiff.tasks.lesion_generation import run_lesion_generation
+
+    s = _settings(args)
+    models = dict(zip(LESION_MODELS, (Path(m) for m in args.models), strict=True))
+    run_lesion_generation(models, Path(args.manifest), Path(args.out), dataset=s["lesions.dataset"],
+                          cases=s["lesions.cases"], sampling=_sampling(s, args, models["MedDiff-FM (fine-tune)"]),
+                          device=s.device(), seed=s["seed"])  # fmt: skip
+
+
+def cmd_inpaint_lesions(args) -> None:
+    from meddiff.tasks.lesion_inpainting import run_lesion_inpainting
+
+    s = _settings(args)
+    lesions = s["lesions"]
+    run_lesion_inpainting(Path(args.model), Path(args.manifest), Path(args.out), dataset=lesions.dataset,
+                          cases=lesions.cases, steps=lesions.repaint_steps, jump_length=lesions.jump_length,
+                          resamples=lesions.resamples, sampling=_sampling(s, args, Path(args.model)),
+                          device=s.device(), seed=s["seed"])  # fmt: skip
+
+
+def cmd_evaluate_inpainting(args) -> None:
+    import json
+
+    from meddiff.evaluation.lesion_generation import evaluate_lesion_inpainting
+
+    judge = json.loads(Path(args.judge).read_text())
+    evaluate_lesion_inpainting(Path(args.task), Path(args.manifest), Path(judge["root"]), Path(args.out),
+                               dataset_id=judge["dataset_id"], device=_settings(args).device())  # fmt: skip
+
+
+def cmd_report_lesions(args) -> None:
+    from meddiff.reporting.task_reports import report_lesions
+
+    report_lesions(Path(args.evaluation), Path(args.inpainting), Path(args.judge), Path(args.results),
+                   _settings(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meddiff",
@@ -431,6 +546,105 @@ def build_parser() -> argparse.ArgumentParser:
         "Table 6 and Figure 7 from an anomaly evaluation.",
         (("metrics",), {"help": "per-case metrics CSV of `meddiff evaluate-anomaly`"}),
         (("examples",), {"help": ".npz of `meddiff evaluate-anomaly`"}),
+        (("results",), {"help": "results/<run> folder"}),
+    )
+    add(
+        "finetune",
+        cmd_finetune,
+        "Fine-tune a ControlNet on the frozen foundation model for one task condition (paper 3.3, eq. 4); resumes "
+        "from <out>/../last after an interruption.",
+        (("task",), {"choices": ["sr", *FINETUNE_STARTS], "help": "sr: condition = thick slices upsampled onto the "
+                     "thin grid; lesion: condition = the lesion mask; lesion_scratch / lesion_medddpm: Table 8's "
+                     "models trained from scratch on the lesion crops (the same network and ControlNet; the "
+                     "Med-DDPM-style mask concatenation), with the foundation's architecture"}),
+        (("foundation",), {"help": "the foundation model folder"}),
+        (("manifest",), {"help": "manifest.csv whose train crops fine-tune"}),
+        (("out",), {"help": "output model folder (…/controlnet_<task>/model)"}),
+        (("--precision",), {"metavar": "PROBE", "help": "precision probe JSON of the run (`meddiff probe-precision`); "
+                                 "without it precision 'auto' is measured now"}),
+    )
+    add(
+        "super-resolve",
+        cmd_super_resolve,
+        "Volumetric super-resolution of the test crops (DiffPIR with the SR ControlNet) and the interpolation "
+        "baselines of Table 7: writes one .npz per crop.",
+        (("model",), {"help": "fine-tuned model folder (`meddiff finetune sr`)"}),
+        (("manifest",), {"help": "manifest.csv (its test crops of super_resolution.dataset)"}),
+        (("out",), {"help": "output task folder"}),
+        (("--precision",), {"metavar": "PROBE", "help": "precision probe JSON of the run (`meddiff probe-precision`); "
+                                 "without it precision 'auto' is measured now"}),
+    )
+    add(
+        "evaluate-super-resolution",
+        cmd_evaluate_super_resolution,
+        "PSNR / SSIM of every super-resolved crop as RPLHR-CT evaluates (the Table 7 rows).",
+        (("task",), {"help": "folder written by `meddiff super-resolve`"}),
+        (("out",), {"help": "output evaluation folder (metrics.csv, table7.csv, fig8_slices.npz)"}),
+    )
+    add(
+        "report-super-resolution",
+        cmd_report_super_resolution,
+        "Table 7 and Figure 8 from a super-resolution evaluation folder.",
+        (("evaluation",), {"help": "folder written by `meddiff evaluate-super-resolution`"}),
+        (("results",), {"help": "results/<run> folder"}),
+    )
+    add(
+        "generate-lesions",
+        cmd_generate_lesions,
+        "Lesion generation (Table 8): every model generates each test lesion crop from its anatomy, region and "
+        "lesion mask; one .npz per crop.",
+        (("manifest",), {"help": "manifest.csv (its test crops of lesions.dataset with a lesion mask)"}),
+        (("out",), {"help": "output task folder"}),
+        (("models",), {"nargs": 3, "help": f"model folders of {', '.join(LESION_MODELS)}, in this order"}),
+        (("--precision",), {"metavar": "PROBE", "help": "precision probe JSON of the run (`meddiff probe-precision`); "
+                                 "without it precision 'auto' is measured now"}),
+    )
+    add(
+        "inpaint-lesions",
+        cmd_inpaint_lesions,
+        "Lesion inpainting (Table 9): RePaint with the fine-tuned lesion ControlNet puts a same-region lesion mask "
+        "into each healthy test crop; outside the mask the crop is kept. One .npz per crop.",
+        (("model",), {"help": "the fine-tuned lesion model folder (`meddiff finetune lesion`)"}),
+        (("manifest",), {"help": "manifest.csv"}),
+        (("out",), {"help": "output task folder"}),
+        (("--precision",), {"metavar": "PROBE", "help": "precision probe JSON of the run (`meddiff probe-precision`); "
+                                 "without it precision 'auto' is measured now"}),
+    )
+    add(
+        "evaluate-inpainting",
+        cmd_evaluate_inpainting,
+        "Table 9 row: the nnU-Net judge's Dice on the inpainted crops against the inpainted masks.",
+        (("task",), {"help": "folder written by `meddiff inpaint-lesions`"}),
+        (("manifest",), {"help": "manifest.csv (voxel spacings)"}),
+        (("judge",), {"help": "JSON written by `meddiff train-judge`"}),
+        (("out",), {"help": "output evaluation folder (dice.csv, table9.csv)"}),
+    )
+    add(
+        "train-judge",
+        cmd_train_judge,
+        "Train the nnU-Net lesion judge of Tables 8-9 on the real train lesion crops (export, plan and preprocess, "
+        "train; cached and resumable in its nnU-Net folders).",
+        (("manifest",), {"help": "manifest.csv (its train crops of lesions.dataset with a lesion mask)"}),
+        (("root",), {"help": "the run's nnU-Net folder (raw/, preprocessed/, results/ below it)"}),
+        (("out",), {"help": "output JSON naming the trained judge"}),
+    )
+    add(
+        "evaluate-lesions",
+        cmd_evaluate_lesions,
+        "Table 8 rows: MS-SSIM, LPIPS-style, FID, MMD of the generated lesion crops and the nnU-Net judge's Dice on "
+        "them and on the real test crops.",
+        (("task",), {"help": "folder written by `meddiff generate-lesions`"}),
+        (("manifest",), {"help": "manifest.csv (voxel spacings)"}),
+        (("judge",), {"help": "JSON written by `meddiff train-judge`"}),
+        (("out",), {"help": "output evaluation folder (dice.csv, table8.csv)"}),
+    )
+    add(
+        "report-lesions",
+        cmd_report_lesions,
+        "Tables 8 and 9 from the lesion-generation and lesion-inpainting evaluation folders.",
+        (("evaluation",), {"help": "folder written by `meddiff evaluate-lesions`"}),
+        (("inpainting",), {"help": "folder written by `meddiff evaluate-inpainting`"}),
+        (("judge",), {"help": "JSON written by `meddiff train-judge`"}),
         (("results",), {"help": "results/<run> folder"}),
     )
     return parser

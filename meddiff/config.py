@@ -160,6 +160,36 @@ class AnomalyConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    steps: int
+    lr: float
+    checkpoint_every: int
+
+
+@dataclass(frozen=True)
+class SuperResolutionConfig:
+    dataset: str
+    thick_factor: int
+    sigma_n: float
+    lam: float
+    steps: int
+    zeta: float
+    cases: int
+    trim_slices: int
+
+
+@dataclass(frozen=True)
+class LesionsConfig:
+    dataset: str
+    cases: int
+    judge_epochs: int
+    judge_iterations_per_epoch: int
+    repaint_steps: int
+    jump_length: int
+    resamples: int
+
+
+@dataclass(frozen=True)
 class Config:
     run: str
     seed: int
@@ -175,6 +205,9 @@ class Config:
     evaluation: EvaluationConfig
     denoising: DenoisingConfig
     anomaly: AnomalyConfig
+    finetune: FinetuneConfig
+    super_resolution: SuperResolutionConfig
+    lesions: LesionsConfig
 
     @property
     def foundation_run(self) -> str:
@@ -309,6 +342,17 @@ COMMAND_SECTIONS: dict[str, tuple[str, ...]] = {
                 "masks.backend", "anomaly", "sampling"),
     "evaluate-anomaly": ("anomaly.dataset", "anomaly.threshold"),
     "report-anomaly": (*_PROVENANCE, "anomaly"),
+    "finetune-sr": ("seed", "device", "training", "finetune", "super_resolution.thick_factor"),
+    "finetune-lesion": ("seed", "device", "training", "finetune"),
+    "super-resolve": ("seed", "device", "sampling", "super_resolution"),
+    "evaluate-super-resolution": ("super_resolution.trim_slices",),
+    "report-super-resolution": (*_PROVENANCE, "finetune", "super_resolution"),
+    "train-judge": ("seed", "device", "lesions.dataset", "lesions.judge_epochs", "lesions.judge_iterations_per_epoch"),
+    "generate-lesions": ("seed", "device", "sampling", "lesions.dataset", "lesions.cases"),
+    "inpaint-lesions": ("seed", "device", "sampling", "lesions"),
+    "evaluate-lesions": ("device", "evaluation.medicalnet_weights"),
+    "evaluate-inpainting": ("device",),
+    "report-lesions": (*_PROVENANCE, "finetune", "lesions", "evaluation.medicalnet_weights"),
 }
 SECTIONS_KEY = "meddiff_sections_of"
 

@@ -58,6 +58,22 @@ def assign_splits(case_ids: list[str], split: SplitConfig, seed: int) -> dict[st
     return out
 
 
+LESION_SPLIT = SplitConfig(train=0.8, val=0.0, test=0.2)  # the paper's split of each lesion dataset (4.1.1)
+
+
+def lesion_split(manifest: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The crops that have a lesion mask, with a column ``lesion_split`` ("train" / "test"): the paper's 80/20
+    split of each dataset's lesion cases (fine-tuning and the nnU-Net judge / generation and scoring), drawn like
+    :func:`assign_splits` and independent of the pre-training split."""
+    rows = manifest[manifest["lesion"] != ""].copy()
+    split = {}
+    for dataset, group in rows.groupby("dataset"):
+        for case, s in assign_splits(list(group["case"]), LESION_SPLIT, seed).items():
+            split[(dataset, case)] = s
+    rows["lesion_split"] = [split[(d, c)] for d, c in zip(rows["dataset"], rows["case"])]
+    return rows
+
+
 def _rows_of_case(case_dir: Path) -> list[dict]:
     metas = sorted(case_dir.glob("*_meta.json"))
     if not metas:

@@ -43,3 +43,4 @@ def slab_average_adjoint(thick: np.ndarray, factor: int, thin_depth: int, offset
 def slab_centres(factor: int, depth: int, offset: int = 0) -> np.ndarray:
     """(Z',) thin-grid z position of each thick slice's centre: offset + factor*k + (factor - 1)/2."""
     return offset + factor * np.arange(depth) + (factor - 1) / 2
+

@@ -2,7 +2,8 @@
 
 A **model folder** rebuilds the network from the folder alone:
 
-    architecture.json   MedDiffUNet.architecture(): model config + position mode
+    architecture.json   MedDiffUNet.architecture(): model config + position mode (+ control channels for a
+                        ControlNet-steered model, :class:`meddiff.models.controlnet.ControlledMedDiff`)
     diffusion.json      {"num_train_timesteps": T, "schedule": "cosine", "prediction": "epsilon"}
     weights.pt          state dict (the EMA weights when EMA was on)
     training.json       variant, steps, seed, loss summary, ...
@@ -32,7 +33,8 @@ import torch
 from meddiff.atomic import atomic_dir
 from meddiff.diffusion.schedule import check_prediction
 from meddiff.errors import WeightsMissingError
-from meddiff.models.network import MedDiffUNet, build_from_architecture
+from meddiff.models.controlnet import ControlledMedDiff, build_network
+from meddiff.models.network import MedDiffUNet
 
 MODEL_FILES = ("architecture.json", "diffusion.json", "weights.pt", "training.json")
 STATE_FILE = "state.pt"
@@ -51,7 +53,7 @@ class LoadedModel:
         prediction: what the network outputs, "epsilon" or "v_prediction" (:mod:`meddiff.diffusion.schedule`).
     """
 
-    network: MedDiffUNet
+    network: MedDiffUNet | ControlledMedDiff
     num_train_timesteps: int
     schedule: str
     info: dict
@@ -60,7 +62,7 @@ class LoadedModel:
 
 def save_model(
     folder: Path,
-    network: MedDiffUNet,
+    network: MedDiffUNet | ControlledMedDiff,
     *,
     num_train_timesteps: int,
     schedule: str,
@@ -104,7 +106,7 @@ def load_model(folder: Path, device: str | torch.device) -> LoadedModel:
     except (json.JSONDecodeError, OSError) as err:
         raise WeightsMissingError(f"{folder}: unreadable model folder: {err}") from None
     weights = _load_tensors(folder / "weights.pt", "model weights")
-    network = build_from_architecture(architecture)
+    network = build_network(architecture)
     network.load_state_dict(weights)
     network.to(device).eval()
     return LoadedModel(

@@ -40,6 +40,7 @@ from meddiff.atomic import atomic_dir, atomic_path
 from meddiff.config import DiffusionConfig, ModelConfig, TrainingConfig, Variant
 from meddiff.diffusion.checkpoint import (
     find_training_state,
+    load_model,
     load_training_state,
     restore_rng_states,
     save_model,
@@ -49,10 +50,12 @@ from meddiff.diffusion.checkpoint import (
 from meddiff.diffusion.distributed import DistributedContext, distributed_context
 from meddiff.diffusion.precision import PrecisionChoice, autocast, choose_precision, conv_screen, training_step_fn
 from meddiff.diffusion.schedule import make_scheduler, training_target
-from meddiff.diffusion.training_data import MultilevelTrainingDataset, StepBatchSampler
+from meddiff.diffusion.training_data import CONDITIONS, MultilevelTrainingDataset, StepBatchSampler
 from meddiff.diffusion.training_log import LossLog, training_summary
 from meddiff.errors import ConfigError, WeightsMissingError
 from meddiff.labels import NULL_LABEL, REGIONS
+from meddiff.models.controlnet import ControlledMedDiff
+from meddiff.models.mask_concat import MaskConcatUNet
 from meddiff.models.network import MedDiffUNet
 from meddiff.models.position_encoding import crop_coordinates
 
@@ -84,7 +87,8 @@ def diffusion_loss(
     instead of ε when the scheduler's prediction type says so, :func:`training_target`).
 
     Args:
-        batch: x0 (B, 1, D, H, W), anatomy (B, D, H, W), coords (B, 3, D, H, W), region (B,).
+        batch: x0 (B, 1, D, H, W), anatomy (B, D, H, W), coords (B, 3, D, H, W), region (B,) and, for a
+            ControlNet (eq. 4), control (B, Cc, D, H, W).
         generator: draws ε (B, 1, D, H, W) and t (B,) on the CPU, so they do not depend on the device.
         precision: "fp32" or "bf16" (autocast).
     """
@@ -93,6 +97,7 @@ def diffusion_loss(
         noise = torch.randn(x0.shape, generator=generator).to(device)
         timesteps = torch.randint(0, scheduler.num_train_timesteps, (x0.shape[0],), generator=generator).to(device)
         x_t = scheduler.add_noise(original_samples=x0, noise=noise, timesteps=timesteps)
+    control = {"control": batch["control"].to(device, non_blocking=True)} if "control" in batch else {}
     with autocast(precision, device):
         output = network(
             x_t,
@@ -100,6 +105,7 @@ def diffusion_loss(
             batch["anatomy"].to(device, non_blocking=True),
             batch["region"].to(device, non_blocking=True),
             batch["coords"].to(device, non_blocking=True),
+            **control,
         )
     return F.l1_loss(output.float(), training_target(scheduler, x0, noise, timesteps))
 
@@ -163,6 +169,75 @@ def train(
     return model_dir
 
 
+STARTS = ("foundation", "scratch", "mask_concat")
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuning:
+    """ControlNet fine-tuning (paper 3.3, eq. 4) of a foundation model for one task condition.
+
+    Attributes:
+        foundation: the foundation model folder (frozen; its weights initialise the ControlNet's copy).
+        condition: the task condition c_t, one of :data:`meddiff.diffusion.training_data.CONDITIONS`.
+        thick_factor: thin slices per thick slice of the "sr" condition (None for "lesion").
+        start: "foundation" (ControlNet on the frozen foundation: fine-tuning), or one of Table 8's models trained
+            from scratch on the task data with the foundation's architecture: "scratch" (the same network and
+            ControlNet, random init, all trained), "mask_concat" (the Med-DDPM-style baseline,
+            :class:`meddiff.models.mask_concat.MaskConcatUNet`).
+
+    The "sr" ControlNet trains without the anatomy map (always the null label): at inference only the thick
+    CT is known, not the anatomy of the thin one.
+    """
+
+    foundation: Path
+    condition: str
+    thick_factor: int | None
+    start: str = "foundation"
+
+    @property
+    def condition_dropout(self) -> float | None:
+        """1 (anatomy always dropped) for "sr"; None: ``training.condition_dropout``."""
+        return 1.0 if self.condition == "sr" else None
+
+
+def finetune(
+    manifest: Path,
+    out_dir: Path,
+    *,
+    tuning: FineTuning,
+    training: TrainingConfig,
+    seed: int,
+    device: str,
+    precision: PrecisionChoice | None = None,
+) -> Path:
+    """Fine-tune a ControlNet on the foundation model of ``tuning``; return ``out_dir / "model"``.
+
+    The same loop, checkpoints and resume guarantee as :func:`train` (``training`` gives steps, lr, batch,
+    EMA, ...), on patch-level inputs (the condition lives at the image's own resolution) of the manifest's train
+    crops, with the foundation network frozen: only the ControlNet is optimised and checkpointed. The model
+    folder holds both (it loads like any model folder, :func:`meddiff.diffusion.checkpoint.load_model`).
+    """
+    if tuning.condition not in CONDITIONS:
+        raise ConfigError(f"unknown fine-tuning condition {tuning.condition!r}; expected one of {CONDITIONS}")
+    if tuning.start not in STARTS:
+        raise ConfigError(f"unknown start {tuning.start!r}; expected one of {STARTS}")
+    out_dir = Path(out_dir)
+    done = finished_steps(out_dir / "model")
+    if done is not None and done >= training.steps:
+        logger.info("%s already holds %d trained steps; nothing to do", out_dir / "model", done)
+        return out_dir / "model"
+    with distributed_context(device) as ctx:
+        foundation = load_model(tuning.foundation, ctx.device)
+        base = foundation.network
+        diffusion = DiffusionConfig(foundation.num_train_timesteps, foundation.schedule, foundation.prediction)
+        variant = Variant(name=f"{tuning.start}_{tuning.condition}", label=f"{tuning.start} ({tuning.condition})",
+                          multilevel=False, position=base.position)  # fmt: skip
+        run = _TrainingRun(manifest, out_dir, base.model_config, diffusion, training, variant, seed, ctx, precision,
+                           tuning=tuning, base=base)  # fmt: skip
+        run.run()
+    return out_dir / "model"
+
+
 def start_from_run(source: Path, out_dir: Path, steps: int) -> None:
     """Seed a fresh run folder with the final checkpoint (``last/``) and ``loss.csv`` of a finished run.
 
@@ -192,14 +267,26 @@ def start_from_run(source: Path, out_dir: Path, steps: int) -> None:
 class _TrainingRun:
     """State of one training process; :meth:`run` is the loop (split out of :func:`train` for readability)."""
 
-    def __init__(self, manifest, out_dir, model, diffusion, training, variant, seed, ctx: DistributedContext, precision):
+    def __init__(self, manifest, out_dir, model, diffusion, training, variant, seed, ctx: DistributedContext, precision,
+                 tuning: FineTuning | None = None, base: MedDiffUNet | None = None):  # fmt: skip
         self.manifest, self.out_dir = Path(manifest), Path(out_dir)
         self.model_cfg, self.diffusion, self.training, self.variant = model, diffusion, training, variant
-        self.seed, self.ctx = seed, ctx
+        self.seed, self.ctx, self.tuning = seed, ctx, tuning
         torch.manual_seed(seed)
-        self.network = MedDiffUNet(model, variant.position).to(ctx.device)
-        self.ema = make_ema(self.network, training.ema_decay)
-        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=training.lr)
+        if tuning is None:
+            self.network = MedDiffUNet(model, variant.position).to(ctx.device)
+        elif tuning.start == "foundation":
+            self.network = ControlledMedDiff(base, control_channels=1).to(ctx.device)
+        elif tuning.start == "scratch":
+            fresh = MedDiffUNet(model, variant.position)
+            self.network = ControlledMedDiff(fresh, control_channels=1, frozen=False).to(ctx.device)
+        else:
+            self.network = MaskConcatUNet(model, variant.position, control_channels=1).to(ctx.device)
+        # what is optimised, averaged and checkpointed: the whole network, or the ControlNet alone
+        frozen = isinstance(self.network, ControlledMedDiff) and self.network.frozen
+        self.trained = self.network.trainable() if frozen else self.network
+        self.ema = make_ema(self.trained, training.ema_decay)
+        self.optimizer = torch.optim.Adam(self.trained.parameters(), lr=training.lr)
         self.scheduler = make_scheduler(diffusion.num_train_timesteps, diffusion.schedule, diffusion.prediction)
         self.architecture = json.dumps(self.network.architecture(), sort_keys=True)
         self.step, self.elapsed_before = 0, 0.0
@@ -222,7 +309,7 @@ class _TrainingRun:
             )
         if (state.ema is None) != (self.ema is None):
             raise ConfigError(f"{self.out_dir / 'last'}: checkpoint and config disagree on EMA (training.ema_decay)")
-        self.network.load_state_dict(state.network)
+        self.trained.load_state_dict(state.network)
         self.optimizer.load_state_dict(state.optimizer)
         if self.ema is not None:
             self.ema.load_state_dict(state.ema)
@@ -258,8 +345,11 @@ class _TrainingRun:
             patch_size=self.model_cfg.patch_size,
             multilevel=self.variant.multilevel,
             level_probabilities=t.level_probabilities,
-            condition_dropout=t.condition_dropout,
+            condition_dropout=t.condition_dropout if self.tuning is None or self.tuning.condition_dropout is None
+            else self.tuning.condition_dropout,
             seed=self.seed,
+            condition=None if self.tuning is None else self.tuning.condition,
+            thick_factor=None if self.tuning is None else self.tuning.thick_factor,
         )
         sampler = StepBatchSampler(
             self.step,
@@ -336,7 +426,7 @@ class _TrainingRun:
         self.optimizer.step()
         if self.ema is not None:
             with record_function("ema"):
-                self.ema.update_parameters(self.network)
+                self.ema.update_parameters(self.trained)
         return total / t.grad_accumulation
 
     def _log_row(self, log: LossLog | None, rate: float, elapsed: float) -> None:
@@ -387,7 +477,7 @@ class _TrainingRun:
         if self.ctx.is_main:
             save_training_state(
                 self.out_dir / "last",
-                network=self.network,
+                network=self.trained,
                 ema=self.ema,
                 optimizer=self.optimizer,
                 step=self.step,
@@ -404,6 +494,8 @@ class _TrainingRun:
     def _save_model(self) -> None:
         if self.ctx.is_main:
             weights = self.network if self.ema is None else self.ema.module
+            if self.trained is not self.network and self.ema is not None:  # the ControlNet's EMA on the frozen base
+                weights = ControlledMedDiff(self.network.base, self.network.control_channels, self.ema.module)
             info = {
                 "variant": dataclasses.asdict(self.variant),
                 "steps": self.step,
@@ -420,6 +512,8 @@ class _TrainingRun:
                 "training": dataclasses.asdict(self.training),
                 "summary": training_summary(self.out_dir),
             }
+            if self.tuning is not None:
+                info["finetune"] = {**dataclasses.asdict(self.tuning), "foundation": str(self.tuning.foundation)}
             save_model(
                 self.out_dir / "model",
                 weights,
@@ -446,12 +540,14 @@ def probe_batch(model: ModelConfig, batch_size: int, seed: int = 0) -> dict[str,
 
 
 def probe_training_precision(
-    network: MedDiffUNet, scheduler, precision: str, batch_size: int, device: torch.device | str
+    network: MedDiffUNet | ControlledMedDiff, scheduler, precision: str, batch_size: int, device: torch.device | str
 ) -> PrecisionChoice:
     """Resolve ``training.precision`` (``precision``) by timing training steps of a copy of ``network`` on a random
     micro-batch of ``batch_size`` patches (:func:`meddiff.diffusion.precision.choose_precision`)."""
     device = torch.device(device)
     batch = probe_batch(network.model_config, batch_size)
+    if isinstance(network, (ControlledMedDiff, MaskConcatUNet)):
+        batch["control"] = torch.rand((batch_size, network.control_channels, *network.model_config.patch_size))
 
     def loss_fn(net, b, precision):
         return diffusion_loss(net, scheduler, b, torch.Generator().manual_seed(0), device, precision)

@@ -22,7 +22,10 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from meddiff.diffusion.multilevel import sample_training_input
+from meddiff.data.manifest import lesion_split
+from meddiff.data.slice_interpolation import controlnet_condition
+from meddiff.data.thick_slices import slab_average, slab_centres
+from meddiff.diffusion.multilevel import LABEL_PAD_VALUE, read_box, resize_labels, sample_training_input
 from meddiff.errors import DatasetMissingError
 from meddiff.labels import NULL_LABEL, REGIONS
 
@@ -36,8 +39,16 @@ def resolve_cache_path(manifest: Path, value: str) -> Path:
     return beside if beside.exists() else path
 
 
-def read_train_rows(manifest: Path) -> pd.DataFrame:
-    """The ``split == "train"`` rows of ``manifest.csv`` with resolved ``image``/``label`` paths.
+# Task conditions c_t of ControlNet fine-tuning (eq. 4), one channel each: "sr" = the patch averaged over
+# slabs of thick_factor slices along z and interpolated back (a thick-slice CT of the patch); "lesion" = the
+# patch's lesion mask (train crops without a lesion are left out).
+CONDITIONS = ("sr", "lesion")
+
+
+def read_train_rows(manifest: Path, *, lesion_seed: int | None = None) -> pd.DataFrame:
+    """The ``split == "train"`` rows of ``manifest.csv`` with resolved ``image``/``label`` paths; with a
+    ``lesion_seed``, the crops of the lesion-train cases instead (:func:`meddiff.data.manifest.lesion_split`), with
+    their ``lesion`` arrays resolved too.
 
     Raises:
         DatasetMissingError: the manifest, a column, any train row or one of its arrays is missing, or a
@@ -51,13 +62,20 @@ def read_train_rows(manifest: Path) -> pd.DataFrame:
     missing = {"case", "region", "split", "image", "label"} - set(table.columns)
     if missing:
         raise DatasetMissingError(f"{manifest}: manifest lacks columns {sorted(missing)}")
-    rows = table[table["split"] == "train"].reset_index(drop=True)
+    with_lesion = lesion_seed is not None
+    if with_lesion:
+        rows = lesion_split(table, lesion_seed) if "lesion" in table.columns else table.iloc[:0]
+        rows = rows[rows["lesion_split"] == "train"]
+    else:
+        rows = table[table["split"] == "train"]
+    rows = rows.reset_index(drop=True)
     if rows.empty:
-        raise DatasetMissingError(f"{manifest}: no rows with split 'train'; nothing to train on")
+        what = "with a lesion mask" if with_lesion else ""
+        raise DatasetMissingError(f"{manifest}: no rows with split 'train' {what}; nothing to train on")
     bad = sorted(set(rows["region"]) - set(REGIONS))
     if bad:
         raise DatasetMissingError(f"{manifest}: unknown regions {bad}; expected {REGIONS}")
-    for column in ("image", "label"):
+    for column in ("image", "label", "lesion") if with_lesion else ("image", "label"):
         rows[column] = [resolve_cache_path(manifest, v) for v in rows[column]]
         for path in rows[column]:
             if not path.exists():
@@ -73,7 +91,7 @@ class MultilevelTrainingDataset(Dataset):
 
     Items are dicts: ``x0`` (1, P, P, P) float32, ``anatomy`` (P, P, P) int64 (NULL_LABEL everywhere after
     condition dropout), ``coords`` (3, P, P, P) float32, ``region`` () int64 index into REGIONS,
-    ``level`` () int64.
+    ``level`` () int64, and with a ``condition`` (:data:`CONDITIONS`) ``control`` (1, P, P, P) float32.
     """
 
     def __init__(
@@ -85,9 +103,16 @@ class MultilevelTrainingDataset(Dataset):
         level_probabilities: Sequence[float],
         condition_dropout: float,
         seed: int,
+        condition: str | None = None,
+        thick_factor: int | None = None,
     ):
+        if condition not in (None, *CONDITIONS) or (condition == "sr") != (thick_factor is not None):
+            raise ValueError(f"condition must be None or one of {CONDITIONS} (thick_factor for 'sr' only), "
+                             f"got {condition!r}, {thick_factor!r}")  # fmt: skip
         self.manifest = Path(manifest)
-        rows = read_train_rows(self.manifest)
+        rows = read_train_rows(self.manifest, lesion_seed=seed if condition == "lesion" else None)
+        self.condition, self.thick_factor = condition, thick_factor
+        self.lesions = [str(p) for p in rows["lesion"]] if condition == "lesion" else []
         self.images = [str(p) for p in rows["image"]]
         self.labels = [str(p) for p in rows["label"]]
         self.regions = [REGIONS.index(r) for r in rows["region"]]
@@ -139,13 +164,25 @@ class MultilevelTrainingDataset(Dataset):
             rng=rng,
         )
         anatomy = torch.full_like(sample.anatomy, NULL_LABEL) if drop_condition else sample.anatomy
-        return {
+        item = {
             "x0": sample.x0,
             "anatomy": anatomy,
             "coords": sample.coords,
             "region": torch.tensor(self.regions[row], dtype=torch.int64),
             "level": torch.tensor(sample.level, dtype=torch.int64),
         }
+        if self.condition == "sr":
+            thin = sample.x0[0].numpy()
+            thick = slab_average(thin, self.thick_factor)
+            centres = slab_centres(self.thick_factor, thick.shape[0])
+            item["control"] = torch.from_numpy(controlnet_condition(thick, centres, thin.shape[0]))[None]
+        elif self.condition == "lesion":
+            lesion = np.load(self.lesions[row], mmap_mode="r")
+            if lesion.shape != image.shape:
+                raise DatasetMissingError(f"{self.lesions[row]}: lesion {lesion.shape} and image {image.shape} differ")
+            block = read_box(lesion, sample.start, sample.size, LABEL_PAD_VALUE)
+            item["control"] = (resize_labels(block, self.patch_size) > 0).float()[None]
+        return item
 
 
 def micro_batch_indices(

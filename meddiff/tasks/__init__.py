@@ -14,8 +14,12 @@ per-voxel mean), the update from a MONAI scheduler (:mod:`meddiff.diffusion.samp
 * :mod:`~meddiff.tasks.anomaly` — zero-shot anomaly detection (3.4.2, 4.3.3, Table 6): the organ noised to
   a fixed t, predicted clean in one step (eq. 9); the anomaly map is where the image differs.
 
-The fine-tuned tasks of 3.5 (ControlNet super-resolution and lesion generation, RePaint-style inpainting)
-are not implemented yet.
+* :mod:`~meddiff.tasks.super_resolution` — volumetric super-resolution with the ControlNet fine-tuned on thick
+  slices (3.5.1, 4.4.1, Table 7): DiffPIR from t = T with the slab-mean data step of
+  :mod:`~meddiff.tasks.sr_data_step` (eq. 12), beside trilinear and cubic B-spline interpolation.
+
+Lesion generation and RePaint lesion inpainting (3.5.2-3.5.3, Tables 8-9) are not wired into tasks yet; their
+pieces exist (:mod:`meddiff.diffusion.repaint`, :mod:`meddiff.models.mask_concat`, :mod:`meddiff.evaluation.nnunet`).
 
 Tasks read the training cache (:func:`meddiff.data.preprocess.load_crop`) and trained model folders
 (:func:`meddiff.diffusion.checkpoint.load_model`); they do not compute metrics (:mod:`meddiff.evaluation` scores their outputs).

@@ -105,17 +105,20 @@ def model_output_fn(
     patch_size: Sequence[int],
     sampling: SamplingConfig,
     device: str | torch.device,
+    control: np.ndarray | None = None,
 ) -> EpsFn:
     """The network output of a whole volume at (x_t, t): the sliding-window mean of the patch outputs (paper
     3.3); ε̂ for an ε-model, v̂ for a v-model (:func:`meddiff.diffusion.schedule.as_epsilon_fn` converts).
 
-    ``anatomy`` None -> NULL_LABEL everywhere (no anatomy condition).
+    ``anatomy`` None -> NULL_LABEL everywhere (no anatomy condition). ``control``: (Cc, Z, Y, X) ControlNet
+    condition of a fine-tuned model (:class:`meddiff.models.controlnet.ControlledMedDiff`).
     """
     labels = np.full(tuple(shape), NULL_LABEL, dtype=np.uint8) if anatomy is None else np.asarray(anatomy)
     plan = SlidingWindowPlan(
         tuple(shape), patch_size, sampling.overlap, labels, REGIONS.index(region), device,
         blend=sampling.blend,
         precision=sampling.precision,
+        control=None if control is None else torch.from_numpy(np.asarray(control, np.float32))[None],
     )
 
     def eps(x_t: torch.Tensor, t: int) -> torch.Tensor:

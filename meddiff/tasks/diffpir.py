@@ -111,8 +111,6 @@ def diffpir_denoise(
     _check_sigma_n(sigma_n)
     if not (math.isfinite(lam) and lam > 0):
         raise ConfigError(f"denoising.lam must be positive, got {lam}")
-    if not (0.0 <= zeta <= 1.0):
-        raise ConfigError(f"DiffPIR zeta must be in [0, 1], got {zeta}")
     abar = alphas_cumprod.double().cpu()
     t_start = t_start_for_sigma(abar, sigma_n)
     timesteps = respaced_timesteps(t_start, steps)
@@ -127,20 +125,59 @@ def diffpir_denoise(
     )
     y0 = y0.float()
     x_t = math.sqrt(abar[t_start]) * y0  # eq. 11: no extra noise, y0 already carries sigma_n
-    x0_hat = y0
+
+    def data_step(x0_t: torch.Tensor, rho: float) -> torch.Tensor:
+        return (y0 + rho * x0_t) / (1.0 + rho)  # eq. 10
+
+    return diffpir_loop(x_t, timesteps, eps_fn, abar, data_step, sigma_n=sigma_n, lam=lam, zeta=zeta,
+                        generator=generator)  # fmt: skip
+
+
+DataStep = Callable[[torch.Tensor, float], torch.Tensor]
+"""argmin_x ||y - H x||^2 + rho ||x - x0_t||^2: the prior's estimate x0_t and rho_t -> the data-consistent x0."""
+
+
+def diffpir_loop(
+    x_t: torch.Tensor,
+    timesteps: list[int],
+    eps_fn: EpsFn,
+    alphas_cumprod: torch.Tensor,
+    data_step: DataStep,
+    *,
+    sigma_n: float,
+    lam: float,
+    zeta: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """DiffPIR's reverse loop from ``x_t`` at ``timesteps[0]`` (Zhu et al. 2023, Alg. 1; paper eqs. 9-12).
+
+    For each timestep t: prior step x0_t (eq. 9, clipped to [-1, 1]); data step ``data_step(x0_t, rho_t)``
+    with ``rho_t = lam sigma_n^2 / sigma_bar_t^2``; then x_t' from the data-consistent x0 and the effective noise,
+    mixed with fresh noise by ``zeta``.
+
+    Args:
+        x_t: (1, 1, Z, Y, X) start of the loop.
+        timesteps: descending timesteps (NFEs), e.g. :func:`respaced_timesteps`.
+
+    Returns:
+        (1, 1, Z, Y, X) the last data-consistent x0 estimate.
+    """
+    if not (0.0 <= zeta <= 1.0):
+        raise ConfigError(f"DiffPIR zeta must be in [0, 1], got {zeta}")
+    abar = alphas_cumprod.double().cpu()
+    x0_hat = x_t
     for i, t in enumerate(tqdm(timesteps, desc="DiffPIR", unit="step", disable=None)):
         a_t = float(abar[t])
-        eps = eps_fn(x_t, t).to(y0)
+        eps = eps_fn(x_t, t).to(x_t)
         x0_t = ((x_t - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)).clamp(-1.0, 1.0)  # eq. 9
-        rho = data_weight(a_t, sigma_n, lam)
-        x0_hat = (y0 + rho * x0_t) / (1.0 + rho)  # eq. 10
+        x0_hat = data_step(x0_t, data_weight(a_t, sigma_n, lam))
         if i + 1 == len(timesteps):
             break
         a_next = float(abar[timesteps[i + 1]])
         eps_hat = (x_t - math.sqrt(a_t) * x0_hat) / math.sqrt(1.0 - a_t)
         if zeta > 0:
-            device = generator.device if generator is not None else y0.device
-            z = torch.randn(y0.shape, generator=generator, dtype=y0.dtype, device=device).to(y0.device)
+            device = generator.device if generator is not None else x_t.device
+            z = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device=device).to(x_t.device)
             eps_hat = math.sqrt(1.0 - zeta) * eps_hat + math.sqrt(zeta) * z
         x_t = math.sqrt(a_next) * x0_hat + math.sqrt(1.0 - a_next) * eps_hat
     return x0_hat

@@ -30,3 +30,4 @@ def test_bad_shapes():
         slab_average(np.zeros((2, 4, 4)), 3)
     with pytest.raises(GeometryError, match="does not match"):
         slab_average_adjoint(np.zeros((5, 4, 4)), 3, 9)
+

@@ -4,6 +4,10 @@ Lines and columns that record the run rather than its results are stripped, and 
 precision probe's timings (the chosen precision itself is the same: the second run is forced to the first run's
 choice, so an 'auto' probe that picks differently on a native-bf16 CPU cannot flake the test), and the training
 table's wall time.
+
+Tables 8 and 9 are left out of the second run: their Dice comes from an nnU-Net judge whose data augmentation
+runs in worker processes that nnU-Net does not seed, so it is not reproducible run to run (said in the tables'
+notes); everything before the judge is the same code path as Tables 3-7 (training, sampling, RePaint).
 """
 
 from __future__ import annotations
@@ -52,8 +56,10 @@ def test_same_seed_same_tables_other_seed_other_tables(tiny_run, tmp_path):
     chosen = json.loads((first / "precision.json").read_text())
     precision = {"training__precision": chosen["training"]["chosen"], "sampling__precision": chosen["sampling"]["chosen"]}
 
-    again, _ = run_tiny_workflow(tmp_path / "same", _variant(config, tmp_path / "same", **precision))
-    a, b = _tables(first), _tables(again / "results" / "e2e")
+    targets = [f"results/e2e/tables/{t}.md" for t in ("table3", "table4", "table5", "table6", "table7")]
+    again, _ = run_tiny_workflow(tmp_path / "same", _variant(config, tmp_path / "same", **precision), *targets)
+    a = {k: v for k, v in _tables(first).items() if not k.startswith(("table8.", "table9."))}
+    b = _tables(again / "results" / "e2e")
     assert sorted(a) == sorted(b) and len(a) >= 10, sorted(b)
     for name in a:
         assert a[name] == b[name], f"{name} differs between two runs with the same seed"

@@ -2,7 +2,8 @@
 rerun the same `snakemake` command with `--rerun-incomplete` (what the SLURM profile's retries do), and the
 training resumes from its last checkpoint to weights bit-identical to an uninterrupted run.
 
-Runs the tiny workflow of .test/ up to one variant's model (data stage shared by both runs), 40 short steps.
+Runs the tiny workflow of .test/ up to one variant's model (data stage shared by both runs), 40 short steps; and
+the same for the super-resolution ControlNet fine-tuned on the (6-step) foundation model.
 """
 
 from __future__ import annotations
@@ -20,20 +21,25 @@ import yaml
 
 from test_workflow import BIN, ROOT, snakemake, tiny_config
 
-VARIANT = "baseline"
 STEPS, CHECKPOINT_EVERY, KILL_AFTER = 40, 10, 13  # killed at step >= 13: between checkpoints 10 and 20
+# (command, its name argument, model folder under models/, log under logs/, what must exist first)
+JOBS = {
+    "train": ("train", "baseline", "baseline", "train/baseline.log", []),
+    "finetune": ("finetune", "sr", "controlnet_sr", "finetune/sr.log", ["results/e2e/models/meddiff_fm/model"]),
+}
 
 
 def _config(tmp_path: Path) -> Path:
     cfg = yaml.safe_load(tiny_config(tmp_path).read_text(encoding="utf-8"))
     cfg["training"].update(steps=STEPS, checkpoint_every=CHECKPOINT_EVERY, log_every=1, foundation_steps=None)
+    cfg["finetune"].update(steps=STEPS, checkpoint_every=CHECKPOINT_EVERY)
     path = tmp_path / "kill.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
-def _training_pids() -> list[int]:
-    """PIDs of `meddiff ... train <VARIANT>` Python processes (not the shell Snakemake wraps them in)."""
+def _training_pids(command: str, name: str) -> list[int]:
+    """PIDs of `meddiff ... <command> <name>` Python processes (not the shell Snakemake wraps them in)."""
     pids = []
     for proc in Path("/proc").iterdir():
         try:
@@ -41,7 +47,7 @@ def _training_pids() -> list[int]:
         except OSError:
             continue
         args = [a.decode(errors="replace") for a in argv if a]
-        if any(a.endswith("/meddiff") or a == "meddiff" for a in args) and "train" in args and VARIANT in args:
+        if any(a.endswith("/meddiff") or a == "meddiff" for a in args) and command in args and name in args:
             pids.append(int(proc.name))
     return pids
 
@@ -59,15 +65,17 @@ def _weights(model: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_training_killed_between_checkpoints_resumes_to_identical_weights(tmp_path):
+@pytest.mark.parametrize("job", list(JOBS))
+def test_training_killed_between_checkpoints_resumes_to_identical_weights(tmp_path, job):
+    command, name, folder, log_name, first_needs = JOBS[job]
     work = tmp_path / "work"
     work.mkdir()
     common = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(work), "--configfile", str(_config(tmp_path))]
-    run_dir = work / "results" / "e2e" / "models" / VARIANT
-    target = f"results/e2e/models/{VARIANT}/model"
+    run_dir = work / "results" / "e2e" / "models" / folder
+    target = f"results/e2e/models/{folder}/model"
     # the shared data stage and precision probe (targets before --resources, which takes several values)
-    snakemake("results/e2e/manifest.csv", "results/e2e/precision.json", "--cores", "2", "--resources", "gpu=1",
-              *common)  # fmt: skip
+    snakemake("results/e2e/manifest.csv", "results/e2e/precision.json", *first_needs, "--cores", "2",
+              "--resources", "gpu=1", *common)  # fmt: skip
 
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     first = subprocess.Popen([str(BIN / "snakemake"), target, "--cores", "2", "--resources", "gpu=1", *common],
@@ -77,7 +85,7 @@ def test_training_killed_between_checkpoints_resumes_to_identical_weights(tmp_pa
         assert first.poll() is None, f"training ended before it could be killed:\n{first.stdout.read()}"
         assert time.monotonic() < deadline, "training never reached the kill step"
         time.sleep(0.02)
-    pids = _training_pids()
+    pids = _training_pids(command, name)
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGKILL)
     killed_at = _last_logged_step(run_dir / "loss.csv")
@@ -89,7 +97,7 @@ def test_training_killed_between_checkpoints_resumes_to_identical_weights(tmp_pa
     assert [p.name for p in run_dir.rglob("*.part*")] == []  # killed between checkpoints: no write was under way
 
     snakemake(target, "--rerun-incomplete", "--cores", "2", "--resources", "gpu=1", *common)
-    log = (work / "results" / "e2e" / "logs" / "train" / f"{VARIANT}.log").read_text(encoding="utf-8")
+    log = (work / "results" / "e2e" / "logs" / log_name).read_text(encoding="utf-8")
     resumed_from = (killed_at // CHECKPOINT_EVERY) * CHECKPOINT_EVERY
     assert f"resuming from step {resumed_from}" in log, log[-3000:]
     resumed = _weights(run_dir / "model")

@@ -120,11 +120,11 @@ def test_tiny_demo_runs_end_to_end(tiny_run):
     manifest = pd.read_csv(results / "manifest.csv")
     assert set(manifest["region"]) == {"han", "chest", "abdomen"}
     assert set(manifest["split"]) >= {"train", "test"}
-    for n in (3, 4, 5, 6):
+    for n in (3, 4, 5, 6, 7, 8, 9):
         table = pd.read_csv(results / "tables" / f"table{n}.csv", comment="#")
         assert len(table) > 0
         assert "demo" in (results / "tables" / f"table{n}.md").read_text(encoding="utf-8").lower()
-    for fig in ("figure5_synthesis", "figure6_denoising", "figure7_anomaly"):
+    for fig in ("figure5_synthesis", "figure6_denoising", "figure7_anomaly", "figure8_super_resolution"):
         assert (results / "figures" / f"{fig}.png").stat().st_size > 1000
     assert (results / "logs" / "train").is_dir()
     # Table 3 compares the variants at 6 steps; the foundation model continues the last one to 9.
@@ -136,6 +136,21 @@ def test_tiny_demo_runs_end_to_end(tiny_run):
     info = json.loads((results / "models" / "foundation" / "model" / "training.json").read_text())
     assert probe["training"]["requested"] == "auto" and info["precision"]["chosen"] == chosen
     assert f"# precision: training {chosen} (auto;" in (results / "tables" / "table4.csv").read_text(encoding="utf-8")
+    # Table 7: the fine-tuned ControlNet and both interpolation baselines on the same crop, beside the paper's rows
+    table7 = pd.read_csv(results / "tables" / "table7.csv", comment="#")
+    ours = table7[table7["source"] == "this run"]
+    assert len(ours) == 3 and ours["PSNR"].notna().all() and (ours["SSIM"] <= 1).all()
+    assert (table7["source"] == "paper (cited)").sum() == 7
+    # Table 8: the three lesion models and the nnU-Net judge on the real crops, each with a Dice in [0, 1]
+    table8 = pd.read_csv(results / "tables" / "table8.csv", comment="#")
+    ours = table8[table8["source"] == "this run"]
+    assert [m.split(" (this run")[0] for m in ours["Method"]] == [
+        "Real", "Med-DDPM", "MedDiff-FM (from scratch)", "MedDiff-FM (fine-tune)"]
+    assert ours["Dice"].between(0, 1).all() and ours["MS-SSIM"].iloc[1:].notna().all()
+    table9 = pd.read_csv(results / "tables" / "table9.csv", comment="#")
+    assert (table9["source"] == "this run").sum() == 2 and "network calls" in (results / "tables" / "table9.md").read_text()
+    tuned = json.loads((results / "models" / "controlnet_sr" / "model" / "training.json").read_text())
+    assert tuned["steps"] == 4 and tuned["finetune"]["condition"] == "sr"
     training = pd.read_csv(results / "tables" / "training.csv", comment="#")
     assert dict(zip(training["variant"], training["steps"])) == {"baseline": 6, "meddiff_fm": 6, "foundation": 9}
     # Nothing left to do: a rerun is a no-op.
@@ -172,7 +187,11 @@ CHANGES = [
     ("sampling.steps", 2, {"synthesize", "denoise", "anomaly"}, {"fetch", "masks", "preprocess", "train", "probe_precision"}),
     ("anomaly.timestep", 900, {"anomaly", "evaluate_anomaly", "anomaly_table"},
      {"fetch", "preprocess", "train", "synthesize", "denoise"}),
-    ("training.foundation_steps", 11, {"train_foundation", "synthesize"}, {"train", "preprocess"}),
+    ("training.foundation_steps", 11, {"train_foundation", "synthesize", "finetune"}, {"train", "preprocess"}),
+    ("lesions.judge_epochs", 2, {"nnunet_judge", "evaluate_lesions", "lesions_table"},
+     {"finetune", "generate_lesions", "train", "synthesize"}),
+    ("super_resolution.thick_factor", 3, {"finetune", "super_resolve", "evaluate_super_resolution"},
+     {"train", "train_foundation", "synthesize", "denoise"}),
 ]
 
 
@@ -208,6 +227,8 @@ def check_report_holds_every_table(work: Path, common: list[str]) -> None:
     report = work / "results" / "e2e" / "report.zip"
     snakemake("--report", str(report), *common)
     names = "\n".join(zipfile.ZipFile(report).namelist())
-    for table in ("table3.csv", "table4.csv", "table5.csv", "table6.csv", "training.csv", "figure5_synthesis.png",
-                  "figure6_denoising.png", "figure7_anomaly.png"):
+    for table in ("table3.csv", "table4.csv", "table5.csv", "table6.csv", "table7.csv", "table8.csv", "table9.csv",
+                  "training.csv",
+                  "figure5_synthesis.png", "figure6_denoising.png", "figure7_anomaly.png",
+                  "figure8_super_resolution.png"):
         assert table in names, f"{table} missing from the report: {names}"

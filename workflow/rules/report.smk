@@ -93,3 +93,63 @@ rule anomaly_table:
     shell:
         "meddiff --threads {threads} report-anomaly {input.metrics} {input.examples} {params.results}"
         " --config {input.settings} > {log} 2>&1"
+
+
+rule super_resolution_table:
+    input:
+        evaluation=rules.evaluate_super_resolution.output.evaluation,
+        config=RESOLVED,
+        settings=settings("report-super-resolution"),
+    output:
+        table=report(
+            f"{R}/tables/table7.csv",
+            caption="../report/table7.rst",
+            category="Super-resolution",
+        ),
+        table_md=f"{R}/tables/table7.md",
+        figure=report(
+            f"{R}/figures/figure8_super_resolution.png",
+            caption="../report/figure8.rst",
+            category="Super-resolution",
+        ),
+    log:
+        f"{R}/logs/report/super_resolution_table.log",
+    conda:
+        "../../envs/meddiff.yaml"
+    params:
+        results=lambda w, output: results_folder(output),
+    shell:
+        "meddiff --threads {threads} report-super-resolution {input.evaluation} {params.results}"
+        " --config {input.settings} > {log} 2>&1"
+
+
+rule lesions_table:
+    input:
+        evaluation=rules.evaluate_lesions.output.evaluation,
+        inpainting=rules.evaluate_inpainting.output.evaluation,
+        judge=rules.nnunet_judge.output.judge,
+        config=RESOLVED,
+        settings=settings("report-lesions"),
+    output:
+        table=report(
+            f"{R}/tables/table8.csv",
+            caption="../report/table8.rst",
+            category="Lesion generation",
+        ),
+        table_md=f"{R}/tables/table8.md",
+        table9=report(
+            f"{R}/tables/table9.csv",
+            caption="../report/table9.rst",
+            category="Lesion inpainting",
+        ),
+        table9_md=f"{R}/tables/table9.md",
+    log:
+        f"{R}/logs/report/lesions_table.log",
+    conda:
+        "../../envs/meddiff.yaml"
+    params:
+        results=lambda w, output: results_folder(output),
+    shell:
+        "meddiff --threads {threads} report-lesions {input.evaluation} {input.inpainting} {input.judge}"
+        " {params.results}"
+        " --config {input.settings} > {log} 2>&1"
