@@ -315,10 +315,11 @@ def cmd_train_judge(args) -> None:
     s = _settings(args)
     folder = train_judge(Path(args.manifest), Path(args.root), dataset=s["lesions.dataset"], seed=s["seed"], dataset_id=JUDGE_ID,
                          epochs=s["lesions.judge_epochs"], iterations_per_epoch=s["lesions.judge_iterations_per_epoch"],
-                         device=s.device())  # fmt: skip
+                         patch_size=s["lesions.judge_patch_size"], device=s.device())  # fmt: skip
     write_text(args.out, json.dumps({"root": args.root, "dataset_id": JUDGE_ID, "model": str(folder),
                                      "epochs": s["lesions.judge_epochs"],
-                                     "iterations_per_epoch": s["lesions.judge_iterations_per_epoch"]}, indent=2))
+                                     "iterations_per_epoch": s["lesions.judge_iterations_per_epoch"],
+                                     "patch_size": s["lesions.judge_patch_size"]}, indent=2))
 
 
 def cmd_evaluate_lesions(args) -> None:

@@ -184,6 +184,7 @@ class LesionsConfig:
     cases: int
     judge_epochs: int
     judge_iterations_per_epoch: int
+    judge_patch_size: tuple[int, int, int] | None
     repaint_steps: int
     jump_length: int
     resamples: int
@@ -347,7 +348,8 @@ COMMAND_SECTIONS: dict[str, tuple[str, ...]] = {
     "super-resolve": ("seed", "device", "sampling", "super_resolution"),
     "evaluate-super-resolution": ("super_resolution.trim_slices",),
     "report-super-resolution": (*_PROVENANCE, "finetune", "super_resolution"),
-    "train-judge": ("seed", "device", "lesions.dataset", "lesions.judge_epochs", "lesions.judge_iterations_per_epoch"),
+    "train-judge": ("seed", "device", "lesions.dataset", "lesions.judge_epochs", "lesions.judge_iterations_per_epoch",
+                    "lesions.judge_patch_size"),
     "generate-lesions": ("seed", "device", "sampling", "lesions.dataset", "lesions.cases"),
     "inpaint-lesions": ("seed", "device", "sampling", "lesions"),
     "evaluate-lesions": ("device", "evaluation.medicalnet_weights"),

@@ -55,13 +55,13 @@ def judge_training_cases(manifest: Path, dataset: str, seed: int) -> list[tuple[
     ]  # fmt: skip
 
 
-def train_judge(manifest: Path, root: Path, *, dataset: str, seed: int, dataset_id: int, epochs: int, iterations_per_epoch: int,
-                device: str) -> Path:  # fmt: skip
+def train_judge(manifest: Path, root: Path, *, dataset: str, seed: int, dataset_id: int, epochs: int,
+                iterations_per_epoch: int, patch_size: tuple[int, int, int] | None, device: str) -> Path:  # fmt: skip
     """Export the real train lesion crops to nnU-Net's raw format, plan and preprocess them, and train the judge
     (cached: a finished judge is not retrained). Returns the nnU-Net model folder."""
     env = nnunet.nnunet_environment(root)
     export_raw_dataset(judge_training_cases(manifest, dataset, seed), Path(env["nnUNet_raw"]), dataset_id, JUDGE_NAME)
-    nnunet.plan_and_preprocess(root, dataset_id)
+    nnunet.plan_and_preprocess(root, dataset_id, patch_size=patch_size)
     return nnunet.train(root, dataset_id, epochs, iterations_per_epoch, device=device)
 
 

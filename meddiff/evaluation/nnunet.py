@@ -80,13 +80,17 @@ def _dataset_name(dataset_id: int) -> str:
         raise ConfigError(f"nnU-Net dataset {dataset_id}: {str(err).splitlines()[0]}") from None
 
 
-def plan_and_preprocess(root: Path, dataset_id: int, processes: int = 1) -> Path:
+def plan_and_preprocess(root: Path, dataset_id: int, processes: int = 1, *,
+                        patch_size: tuple[int, int, int] | None) -> Path:  # fmt: skip
     """Fingerprint, plan (default ``ExperimentPlanner``) and preprocess the ``3d_fullres`` configuration.
 
     Args:
         root: the nnU-Net root of :func:`nnunet_environment`; the raw dataset must have been exported there.
         dataset_id: nnU-Net dataset id.
         processes: worker processes (:func:`nnunet_environment`).
+        patch_size: None keeps nnU-Net's planned patch; (z, y, x) replaces it in the plans file (nnU-Net's way to
+            customise a plan), e.g. a small patch for a CPU demo. Each side must be divisible by the network's
+            total downsampling (2^(stages - 1)).
 
     Returns:
         The preprocessed dataset folder; it holds ``meddiff_preprocessed.json`` once every step has finished.
@@ -103,10 +107,23 @@ def plan_and_preprocess(root: Path, dataset_id: int, processes: int = 1) -> Path
     extract_fingerprints([int(dataset_id)], num_processes=processes, check_dataset_integrity=False, clean=True,
                          verbose=False, show_progress_bar=False)
     plans = plan_experiments([int(dataset_id)])
+    if patch_size is not None:
+        _set_patch_size(folder / f"{plans}.json", tuple(int(p) for p in patch_size))
     preprocess([int(dataset_id)], plans, configurations=(CONFIGURATION,), num_processes=[processes], verbose=False,
                show_progress_bar=False)
     write_text(folder / PREPROCESSED_STAMP, json.dumps({"plans": plans, "configuration": CONFIGURATION}))
     return folder
+
+
+def _set_patch_size(plans_file: Path, patch_size: tuple[int, int, int]) -> None:
+    plans = json.loads(plans_file.read_text())
+    config = plans["configurations"][CONFIGURATION]
+    factor = 2 ** (len(config["architecture"]["arch_kwargs"]["features_per_stage"]) - 1)
+    if len(patch_size) != 3 or any(p % factor for p in patch_size):
+        raise ConfigError(f"nnU-Net patch size {list(patch_size)} must be 3 sides divisible by {factor} for this plan")
+    log.info("%s: patch %s -> %s", plans_file.name, config["patch_size"], list(patch_size))
+    config["patch_size"] = list(patch_size)
+    write_text(plans_file, json.dumps(plans, indent=2))
 
 
 def model_folder(root: Path, dataset_name: str) -> Path:

@@ -189,6 +189,7 @@ def report_lesions(evaluation_dir: Path, inpainting_dir: Path, judge_json: Path,
             f"Dice: an nnU-Net 3d_fullres judge trained on the real train lesion crops for {judge['epochs']} epochs x "
             f"{judge['iterations_per_epoch']} iterations"
             + (" (a short schedule for the demo; nnU-Net's default is 1000 x 250)" if judge["epochs"] < 1000 else "")
+            + (f", patch {judge['patch_size']} instead of nnU-Net's plan" if judge.get("patch_size") else "")
             + ", segmenting each image; Dice against the mask that conditioned it. Real: the judge on the real "
             "test crops.",
             "MS-SSIM and LPIPS-style distance pair each generated crop with its real crop; FID and MMD pool crop "

@@ -47,7 +47,7 @@ def root(tmp_path_factory, cohort):
 
 @pytest.fixture(scope="module")
 def trained(root):
-    nnunet.plan_and_preprocess(root, DATASET_ID)
+    nnunet.plan_and_preprocess(root, DATASET_ID, patch_size=None)
     start = time.perf_counter()
     folder = nnunet.train(root, DATASET_ID, **SCHEDULE, device="cpu")
     print(f"nnU-Net training: {time.perf_counter() - start:.1f} s")
@@ -161,3 +161,14 @@ def test_train_is_cached_once_finished(root, trained):
     assert checkpoint.stat().st_mtime_ns == before
     with pytest.raises(ConfigError, match="delete it to retrain"):
         nnunet.train(root, DATASET_ID, epochs=3, iterations_per_epoch=3)
+
+
+def test_a_patch_size_the_network_cannot_downsample_is_refused(tmp_path):
+    plans = {"configurations": {"3d_fullres": {"patch_size": [64, 64, 64],
+                                               "architecture": {"arch_kwargs": {"features_per_stage": [32, 64, 128]}}}}}
+    path = tmp_path / "plans.json"
+    path.write_text(json.dumps(plans))
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        nnunet._set_patch_size(path, (32, 30, 32))
+    nnunet._set_patch_size(path, (32, 32, 32))
+    assert json.loads(path.read_text())["configurations"]["3d_fullres"]["patch_size"] == [32, 32, 32]
