@@ -328,7 +328,7 @@ def cmd_evaluate_lesions(args) -> None:
     from meddiff.evaluation.lesion_generation import evaluate_lesion_generation
 
     s = _settings(args)
-    judge = json.loads(Path(args.judge).read_text())
+    judge = json.loads(Path(args.judge).read_text(encoding="utf-8"))
     evaluate_lesion_generation(Path(args.task), Path(args.manifest), Path(judge["root"]), Path(args.out),
                                dataset_id=judge["dataset_id"], medicalnet_weights=s["evaluation.medicalnet_weights"],
                                device=s.device())  # fmt: skip

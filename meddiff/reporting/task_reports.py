@@ -172,7 +172,7 @@ def report_lesions(evaluation_dir: Path, inpainting_dir: Path, judge_json: Path,
     real = ours[ours["Method"] == "Real"].assign(Method="Real" + suffix)
     ours["Method"] = ours["Method"] + suffix
     ours = ours.drop(columns="crops").assign(Dataset=lesions.dataset, source=SOURCE_RUN)
-    judge = json.loads(Path(judge_json).read_text())
+    judge = json.loads(Path(judge_json).read_text(encoding="utf-8"))
     write_table(
         pd.concat([ours, table8_rows()], ignore_index=True).reindex(columns=table8_rows().columns),
         results / "tables" / "table8",
