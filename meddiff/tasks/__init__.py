@@ -18,8 +18,10 @@ per-voxel mean), the update from a MONAI scheduler (:mod:`meddiff.diffusion.samp
   slices (3.5.1, 4.4.1, Table 7): DiffPIR from t = T with the slab-mean data step of
   :mod:`~meddiff.tasks.sr_data_step` (eq. 12), beside trilinear and cubic B-spline interpolation.
 
-Lesion generation and RePaint lesion inpainting (3.5.2-3.5.3, Tables 8-9) are not wired into tasks yet; their
-pieces exist (:mod:`meddiff.diffusion.repaint`, :mod:`meddiff.models.mask_concat`, :mod:`meddiff.evaluation.nnunet`).
+* :mod:`~meddiff.tasks.lesion_generation` — lesion generation from lesion masks by the lesion ControlNet and
+  Table 8's from-scratch and Med-DDPM-style models (3.5.2, 4.4.2).
+* :mod:`~meddiff.tasks.lesion_inpainting` — RePaint inpainting (eq. 13, :mod:`meddiff.diffusion.repaint`) of
+  lesion masks into healthy crops with the lesion ControlNet (3.5.3, 4.4.3, Table 9).
 
 Tasks read the training cache (:func:`meddiff.data.preprocess.load_crop`) and trained model folders
 (:func:`meddiff.diffusion.checkpoint.load_model`); they do not compute metrics (:mod:`meddiff.evaluation` scores their outputs).
