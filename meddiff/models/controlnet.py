@@ -35,6 +35,24 @@ def skip_connections(unet: nn.Module) -> int:
     return 1 + sum(len(b.resnets) + (b.downsampler is not None) for b in unet.down_blocks)
 
 
+def _blank_controlnet(base: MedDiffUNet, control_channels: int) -> ControlNet:
+    """A randomly initialised ControlNet with the foundation U-Net's settings (see :func:`build_controlnet`)."""
+    m = base.model_config
+    controlnet = ControlNet(
+        spatial_dims=3,
+        in_channels=base.unet.in_channels,
+        num_res_blocks=m.num_res_blocks,
+        channels=tuple(m.channels),
+        attention_levels=tuple(m.attention_levels),
+        norm_num_groups=m.norm_num_groups,
+        num_head_channels=m.num_head_channels,
+        num_class_embeds=len(REGIONS),
+        conditioning_embedding_in_channels=control_channels,
+        conditioning_embedding_num_channels=(m.channels[0],),
+    )
+    return controlnet
+
+
 def build_controlnet(base: MedDiffUNet, control_channels: int) -> ControlNet:
     """A ControlNet with the foundation U-Net's architecture, its encoder weights copied from the U-Net.
 
@@ -49,19 +67,7 @@ def build_controlnet(base: MedDiffUNet, control_channels: int) -> ControlNet:
     Raises:
         ConfigError: the ControlNet's structure or parameter shapes differ from the U-Net's encoder.
     """
-    m = base.model_config
-    controlnet = ControlNet(
-        spatial_dims=3,
-        in_channels=base.unet.in_channels,
-        num_res_blocks=m.num_res_blocks,
-        channels=tuple(m.channels),
-        attention_levels=tuple(m.attention_levels),
-        norm_num_groups=m.norm_num_groups,
-        num_head_channels=m.num_head_channels,
-        num_class_embeds=len(REGIONS),
-        conditioning_embedding_in_channels=control_channels,
-        conditioning_embedding_num_channels=(m.channels[0],),
-    )
+    controlnet = _blank_controlnet(base, control_channels)
     unet_keys = {k for k in base.unet.state_dict() if k.startswith(ENCODER)}
     _, copied, not_copied = copy_model_state(controlnet, base.unet.state_dict())
     missing = sorted(unet_keys - set(copied))
@@ -156,17 +162,5 @@ def build_network(arch: dict) -> nn.Module:
     base = build_from_architecture(arch)
     if "control_channels" not in arch:
         return base
-    m = base.model_config
-    controlnet = ControlNet(
-        spatial_dims=3,
-        in_channels=base.unet.in_channels,
-        num_res_blocks=m.num_res_blocks,
-        channels=tuple(m.channels),
-        attention_levels=tuple(m.attention_levels),
-        norm_num_groups=m.norm_num_groups,
-        num_head_channels=m.num_head_channels,
-        num_class_embeds=len(REGIONS),
-        conditioning_embedding_in_channels=int(arch["control_channels"]),
-        conditioning_embedding_num_channels=(m.channels[0],),
-    )
+    controlnet = _blank_controlnet(base, int(arch["control_channels"]))
     return ControlledMedDiff(base, int(arch["control_channels"]), controlnet)
