@@ -12,7 +12,6 @@ Outputs: one ``<dataset>__<case>__<region>.npz`` per crop with ``real`` (the cro
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
